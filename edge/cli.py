@@ -1,0 +1,148 @@
+"""Command-line entry point: `edge run`, `edge check-config`, `edge subscribe`, `edge models ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from edge import __version__
+
+log = logging.getLogger("edge")
+
+
+def setup_logging(level: str) -> None:
+    from edge.ingest.redact import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from edge.config import ConfigError
+    from edge.plan import build_plan
+
+    try:
+        plan = build_plan(args.config)
+    except ConfigError as error:
+        for issue in error.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(error.issues)} error(s) in {args.config}", file=sys.stderr)
+        return 1
+    print(f"{args.config}: OK, {len(plan.sources)} enabled camera(s), pipelines: {', '.join(plan.pipelines)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge.bus.publisher import PublisherError
+    from edge.config import ConfigError
+    from edge.daemon import Daemon, format_counters
+    from edge.plan import build_plan, parse_source_overrides
+    from edge.runtime.detector import DetectorError
+    from edge.runtime.session import SessionError
+
+    try:
+        plan = build_plan(args.config, parse_source_overrides(args.source))
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    except ConfigError as error:
+        for issue in error.issues:
+            log.error("invalid config: %s", issue)
+        log.error("not started: fix the %d error(s) above; `edge check-config %s` lists them", len(error.issues),
+                  args.config)
+        return 2
+
+    daemon = Daemon(plan)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        daemon.stop_event.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        daemon.run(args.duration)
+    except (PublisherError, DetectorError, SessionError) as error:
+        log.error("not started: %s", error)
+        return 2
+    print(format_counters(daemon))
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from edge.bus.subscriber import subscribe
+
+    received = 0
+    try:
+        for message in subscribe(args.endpoint, args.topic, args.timeout):
+            record = {"topic": message.topic, **message.header}
+            if message.jpeg is not None:
+                record["jpeg_bytes"] = len(message.jpeg)
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+            received += 1
+            if args.count and received >= args.count:
+                return 0
+    except KeyboardInterrupt:
+        return 0
+    if args.count:
+        print(f"received {received} of {args.count} messages before {args.timeout} s passed with none",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from edge.models.cli import run_models_command
+
+    return run_models_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge", description="Video-analytics appliance for edge boxes.")
+    parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log verbosity (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the analytics daemon")
+    run.add_argument("--config", required=True, type=Path, help="site config TOML file")
+    run.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds (default: run until SIGINT or SIGTERM)")
+    run.add_argument("--source", action="append", default=[], metavar="CAMERA_ID=URL_OR_PATH",
+                     help="replace one camera's source; repeat for several cameras")
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check-config", help="validate a site config and everything it refers to")
+    check.add_argument("config", type=Path, help="site config TOML file")
+    check.set_defaults(handler=cmd_check_config)
+
+    sub = commands.add_parser("subscribe", help="print feed messages as JSON lines")
+    sub.add_argument("--endpoint", default="tcp://127.0.0.1:5556", help="ZeroMQ endpoint to connect to")
+    sub.add_argument("--topic", action="append", default=[], help="topic prefix such as det or health; repeatable")
+    sub.add_argument("--count", type=int, default=0, metavar="N", help="exit after N messages (default: never)")
+    sub.add_argument("--timeout", type=float, default=None, metavar="S",
+                     help="exit when no message arrives for S seconds (default: wait forever)")
+    sub.set_defaults(handler=cmd_subscribe)
+
+    models = commands.add_parser("models", help="list, verify or fetch models and demo media")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_commands.add_parser("list", help="list manifest entries and where each file was found")
+    verify = models_commands.add_parser("verify", help="check the sha256 of every file found")
+    verify.add_argument("--all", action="store_true", help="also fail when an entry's file is missing")
+    fetch = models_commands.add_parser("fetch", help="download entries into models/ and media/")
+    fetch.add_argument("names", nargs="*", help="entry names (default: every entry with a download address)")
+    fetch.add_argument("--dir", type=Path, default=None, help="target folder (default: ./models or ./media)")
+    models.set_defaults(handler=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    return args.handler(args)

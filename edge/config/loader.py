@@ -1,0 +1,93 @@
+"""Read TOML config files into validated models, collecting every problem before raising."""
+
+from __future__ import annotations
+
+import tomllib
+import typing
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from edge.config.errors import ConfigError, issue, issues_from_validation
+from edge.config.pipeline import PipelineConfig
+from edge.config.site import SiteConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PIPELINE_DIR = PROJECT_ROOT / "pipelines"
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError([issue(path, "", "file not found; check the path")]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([issue(path, "", f"invalid TOML: {error}")]) from None
+
+
+def _model_at(model: type[BaseModel], loc: tuple[object, ...]) -> type[BaseModel] | None:
+    """Return the pydantic model class that owns the field at `loc`, for listing its allowed fields."""
+    current: object = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+        # Unwrap list[Model] and Model | None down to the model class.
+        while typing.get_origin(current) is not None:
+            inner = [arg for arg in typing.get_args(current) if arg is not type(None)]
+            if not inner:
+                return None
+            current = inner[0]
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+ModelT = typing.TypeVar("ModelT", bound=BaseModel)
+
+
+def validate(model: type[ModelT], data: dict, path: Path) -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        issues = issues_from_validation(path, error)
+        for index, detail in enumerate(error.errors(include_url=False)):
+            if detail["type"] != "extra_forbidden":
+                continue
+            owner = _model_at(model, detail["loc"][:-1])
+            if owner is not None:
+                allowed = ", ".join(owner.model_fields)
+                old = issues[index]
+                issues[index] = issue(old.file, old.field_path, f"unknown field; allowed fields: {allowed}")
+        raise ConfigError(issues) from None
+
+
+def load_site(path: str | Path) -> SiteConfig:
+    """Load and validate a site config; raise ConfigError listing every invalid field."""
+    path = Path(path)
+    return validate(SiteConfig, read_toml(path), path)
+
+
+def pipeline_dir_for(site: SiteConfig, site_path: Path) -> Path:
+    if site.pipeline_dir is None:
+        return DEFAULT_PIPELINE_DIR
+    return (site_path.parent / site.pipeline_dir).resolve()
+
+
+def load_pipeline(name: str, pipeline_dir: Path) -> PipelineConfig:
+    """Load `<pipeline_dir>/<name>.toml`; the pipeline's name is its file name."""
+    path = pipeline_dir / f"{name}.toml"
+    if not path.is_file():
+        available = sorted(p.stem for p in pipeline_dir.glob("*.toml"))
+        raise ConfigError(
+            [issue(path, "", f"pipeline '{name}' not found in {pipeline_dir}; available: {', '.join(available)}")]
+        )
+    data = read_toml(path)
+    if data.get("name", name) != name:
+        raise ConfigError([issue(path, "name", f"must match the file name '{name}'", data["name"])])
+    data["name"] = name
+    return validate(PipelineConfig, data, path)

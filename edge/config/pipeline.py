@@ -1,0 +1,60 @@
+"""Pipeline files: which stages run on a camera's frames, with which model and thresholds."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from edge.config.site import StrictModel
+
+# The COCO-80 class names in model output order.
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
+
+class DetectStage(StrictModel):
+    """Object detection on whole frames, batched across cameras."""
+
+    model: str = Field(min_length=1, description="Model name from models/manifest.toml.")
+    classes: list[str] = Field(
+        default=["person", "bicycle", "car", "motorcycle", "bus", "truck"],
+        min_length=1,
+        description="Class names kept; all others are discarded after NMS.",
+    )
+    score_threshold: float = Field(
+        default=0.35, gt=0, lt=1, description="Minimum detection score; raise it for fewer false alarms."
+    )
+    nms_iou_threshold: float = Field(
+        default=0.45, gt=0, le=1, description="Boxes of one class overlapping more than this IoU are merged."
+    )
+    batch_size: int = Field(default=4, ge=1, le=64, description="Most frames per inference call.")
+    max_wait_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=1000,
+        description="Longest wait for a batch to fill once its first frame is ready; trades latency for throughput.",
+    )
+
+    @field_validator("classes")
+    @classmethod
+    def _check_class_names(cls, classes: list[str]) -> list[str]:
+        unknown = [name for name in classes if name not in COCO_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown class names {unknown}; allowed: the 80 COCO names, such as person, car, bus")
+        return classes
+
+
+class PipelineConfig(StrictModel):
+    """One pipeline file."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$", description="Pipeline name; cameras refer to it.")
+    detect: DetectStage

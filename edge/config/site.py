@@ -1,0 +1,165 @@
+"""Site config: which cameras this box reads, where it publishes, and how it runs inference."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+RTSP_SCHEMES = ("rtsp://", "rtsps://")
+PROVIDER_NAMES = ("tensorrt", "cuda", "cpu")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(StrictModel):
+    """One camera stream, or one video file replayed as a camera."""
+
+    id: str = Field(
+        pattern=CAMERA_ID_PATTERN,
+        description="Stable id used in logs, the feed and camera assignment; lower case, digits, '-' and '_'.",
+    )
+    name: str = Field(min_length=1, max_length=200, description="Human-readable name shown to investigators.")
+    source: str = Field(
+        min_length=1,
+        description="rtsp:// or rtsps:// URL, or a video file path; a relative path is looked up beside "
+        "the config file, then in the media directories.",
+    )
+    pipeline: str = Field(
+        default="detect",
+        pattern=r"^[a-z0-9_-]+$",
+        description="Name of a pipeline file in the pipelines directory, without '.toml'.",
+    )
+    max_fps: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="Frames per second passed to inference; lower it to fit more cameras on one box.",
+    )
+    enabled: bool = Field(default=True, description="A disabled camera is validated but not read.")
+    realtime: bool = Field(
+        default=True,
+        description="File sources only: pace frames to their timestamps; false reads as fast as possible.",
+    )
+    loop: bool = Field(default=False, description="File sources only: start again from the beginning at the end.")
+
+    @field_validator("source")
+    @classmethod
+    def _check_source_scheme(cls, source: str) -> str:
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
+        if scheme and not source.lower().startswith(RTSP_SCHEMES):
+            raise ValueError(
+                f"unsupported scheme '{scheme.group(1)}://'; allowed: rtsp://, rtsps:// or a file path"
+            )
+        return source
+
+    @property
+    def is_rtsp(self) -> bool:
+        return self.source.lower().startswith(RTSP_SCHEMES)
+
+    @model_validator(mode="after")
+    def _check_file_options(self) -> CameraConfig:
+        if self.is_rtsp and self.loop:
+            raise ValueError("'loop' applies only to file sources; remove it for an rtsp:// camera")
+        return self
+
+
+class IngestConfig(StrictModel):
+    """How camera readers open streams and recover from faults."""
+
+    open_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Longest wait for a stream to open (RTSP handshake and probe)."
+    )
+    read_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=120,
+        description="Longest wait for the next packet; a camera silent for longer is reconnected.",
+    )
+    backoff_initial_s: float = Field(default=1.0, gt=0, le=60, description="First wait before a reconnect.")
+    backoff_max_s: float = Field(
+        default=30.0, gt=0, le=600, description="Cap for the doubling wait between reconnects."
+    )
+
+    @model_validator(mode="after")
+    def _check_backoff_order(self) -> IngestConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s}) must be at least backoff_initial_s "
+                f"({self.backoff_initial_s})"
+            )
+        return self
+
+
+class RuntimeConfig(StrictModel):
+    """Inference settings shared by every pipeline on this box."""
+
+    providers: list[Literal["tensorrt", "cuda", "cpu"]] = Field(
+        default=["tensorrt", "cuda", "cpu"],
+        min_length=1,
+        description="ONNX Runtime providers in order of preference; the first available one is used.",
+    )
+    intra_op_threads: int = Field(
+        default=0, ge=0, le=256, description="CPU threads per inference call; 0 lets ONNX Runtime choose."
+    )
+
+
+class PublisherConfig(StrictModel):
+    """The ZeroMQ feed."""
+
+    endpoint: str = Field(
+        default="tcp://127.0.0.1:5556",
+        pattern=r"^(tcp|ipc|inproc)://.+$",
+        description="ZeroMQ endpoint the PUB socket binds, such as tcp://127.0.0.1:5556.",
+    )
+    health_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Seconds between 'health' messages with camera counters."
+    )
+    queue_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Messages waiting to be sent; when full, new 'det' messages are dropped and counted.",
+    )
+    send_snapshots: bool = Field(
+        default=False, description="Attach a JPEG of the frame to each 'det' message (costs CPU and bandwidth)."
+    )
+    jpeg_quality: int = Field(default=80, ge=10, le=100, description="JPEG quality of snapshots.")
+    send_empty_frames: bool = Field(
+        default=False, description="Also publish 'det' for frames in which nothing was detected."
+    )
+
+
+class SiteConfig(StrictModel):
+    """Everything one box needs to run: its cameras, inference runtime and feed."""
+
+    box_id: str = Field(
+        default="edge-box",
+        pattern=CAMERA_ID_PATTERN,
+        description="Publisher id in every feed message; unique per box.",
+    )
+    model_dir: str | None = Field(
+        default=None,
+        description="Folder with model files; when unset, EDGE_MODEL_DIR, then models/ in the working directory.",
+    )
+    pipeline_dir: str | None = Field(
+        default=None, description="Folder with pipeline files; when unset, the pipelines/ folder of this project."
+    )
+    cameras: list[CameraConfig] = Field(min_length=1, description="Cameras this box reads.")
+    ingest: IngestConfig = IngestConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    publisher: PublisherConfig = PublisherConfig()
+
+    @field_validator("cameras")
+    @classmethod
+    def _check_unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for camera in cameras:
+            if camera.id in seen:
+                raise ValueError(f"camera id '{camera.id}' appears more than once; each camera needs its own id")
+            seen.add(camera.id)
+        return cameras

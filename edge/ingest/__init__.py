@@ -1,0 +1,1 @@
+"""Camera ingest: one PyAV reader thread per camera feeding a latest-frame slot."""

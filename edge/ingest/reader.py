@@ -1,0 +1,186 @@
+"""Camera reader: decode one stream with PyAV, reconnect with capped backoff, count everything."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+import av
+
+from edge.config.site import CameraConfig, IngestConfig
+from edge.ingest.redact import redact_url
+from edge.ingest.slot import FramePacket, LatestFrameSlot
+
+log = logging.getLogger(__name__)
+
+
+class ReaderState(str, Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    BACKOFF = "backoff"  # waiting before the next reconnect
+    FINISHED = "finished"  # a file source reached its end without loop
+    FAILED = "failed"  # a file source that is not a readable video; not retried
+    STOPPED = "stopped"
+
+
+class SourceError(Exception):
+    """A source opened but holds no decodable video."""
+
+
+@dataclass
+class CameraCounters:
+    """Per-camera counters; written by the reader thread only, read by anyone."""
+
+    frames_decoded: int = 0
+    frames_skipped: int = 0  # decoded but above max_fps, so never offered to inference
+    frames_dropped: int = 0  # offered but replaced by a newer frame before inference took it
+    reconnects: int = 0
+    last_frame_monotonic: float | None = None
+    last_error: str | None = None
+
+    def last_frame_age_s(self, now: float | None = None) -> float | None:
+        if self.last_frame_monotonic is None:
+            return None
+        return (now if now is not None else time.monotonic()) - self.last_frame_monotonic
+
+    def snapshot(self) -> dict:
+        data = asdict(self)
+        data.pop("last_frame_monotonic")
+        age = self.last_frame_age_s()
+        data["last_frame_age_s"] = None if age is None else round(age, 3)
+        return data
+
+
+class FrameRateLimiter:
+    """Keep frames at most every 1/max_fps seconds of media time."""
+
+    def __init__(self, max_fps: float):
+        self.interval_s = 1.0 / max_fps
+        self.next_due_s: float | None = None
+
+    def admit(self, media_time_s: float) -> bool:
+        # A jump backwards (loop, camera clock reset) or far ahead restarts the schedule.
+        if self.next_due_s is None or media_time_s < self.next_due_s - 10 * self.interval_s:
+            self.next_due_s = media_time_s
+        if media_time_s + 1e-6 < self.next_due_s:
+            return False
+        self.next_due_s = max(self.next_due_s + self.interval_s, media_time_s)
+        return True
+
+
+class CameraReader(threading.Thread):
+    """Reads one camera into its slot until `stop` is set; never raises out of `run`."""
+
+    def __init__(self, camera: CameraConfig, source: str, ingest: IngestConfig, slot: LatestFrameSlot,
+                 stop: threading.Event):
+        super().__init__(name=f"reader-{camera.id}", daemon=True)
+        self.camera = camera
+        self.source = source
+        self.ingest = ingest
+        self.slot = slot
+        self.stop_event = stop
+        self.counters = CameraCounters()
+        self.state = ReaderState.CONNECTING
+        self.is_file = not camera.is_rtsp
+        self._log_source = redact_url(source)
+
+    def run(self) -> None:
+        backoff_s = self.ingest.backoff_initial_s
+        while not self.stop_event.is_set():
+            self.state = ReaderState.CONNECTING
+            try:
+                frames_before = self.counters.frames_decoded
+                self._read_until_end()
+                if self.counters.frames_decoded > frames_before:
+                    backoff_s = self.ingest.backoff_initial_s
+                if self.stop_event.is_set():
+                    break
+                if self.is_file and not self.camera.loop:
+                    self.state = ReaderState.FINISHED
+                    log.info("%s: end of file %s", self.camera.id, self._log_source)
+                    return
+                if self.is_file:
+                    continue  # loop: start the file again at once
+                reason = "stream ended"
+            except (av.error.FFmpegError, SourceError, OSError) as error:
+                reason = redact_url(str(error)) or type(error).__name__
+                self.counters.last_error = reason
+                if self.is_file and self.counters.frames_decoded == 0:
+                    self.state = ReaderState.FAILED
+                    log.error("%s: cannot read %s as video: %s; fix the camera's source and restart",
+                              self.camera.id, self._log_source, reason)
+                    return
+            self.state = ReaderState.BACKOFF
+            log.warning("%s: %s; reconnect %d in %.1f s", self.camera.id, reason, self.counters.reconnects + 1,
+                        backoff_s)
+            if self.stop_event.wait(backoff_s):
+                break
+            self.counters.reconnects += 1
+            backoff_s = min(backoff_s * 2, self.ingest.backoff_max_s)
+        self.state = ReaderState.STOPPED
+
+    def _open(self) -> av.container.InputContainer:
+        timeout = (self.ingest.open_timeout_s, self.ingest.read_timeout_s)
+        if self.is_file:
+            return av.open(self.source, timeout=timeout)
+        options = {
+            "rtsp_transport": "tcp",
+            # FFmpeg's own socket timeout in microseconds, a second guard beside PyAV's interrupt timeout.
+            "timeout": str(int(self.ingest.read_timeout_s * 1_000_000)),
+        }
+        return av.open(self.source, options=options, timeout=timeout)
+
+    def _read_until_end(self) -> None:
+        """Decode frames into the slot until the stream ends, `stop` is set, or an error is raised."""
+        limiter = FrameRateLimiter(self.camera.max_fps)
+        with self._open() as container:
+            if not container.streams.video:
+                raise SourceError(f"no video stream in {self._log_source}")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            log.info("%s: streaming %s (%s %dx%d)", self.camera.id, self._log_source, stream.codec_context.name,
+                     stream.codec_context.width, stream.codec_context.height)
+            self.state = ReaderState.STREAMING
+            pacing_start: tuple[float, float] | None = None  # (wall clock, media time) of the first frame
+            for frame in container.decode(stream):
+                if self.stop_event.is_set():
+                    return
+                self.counters.frames_decoded += 1
+                self.counters.last_frame_monotonic = time.monotonic()
+                media_time_s = float(frame.time) if frame.time is not None else time.monotonic()
+                if not limiter.admit(media_time_s):
+                    self.counters.frames_skipped += 1
+                    continue
+                if self.is_file and self.camera.realtime:
+                    if pacing_start is None:
+                        pacing_start = (time.monotonic(), media_time_s)
+                    delay_s = pacing_start[0] + (media_time_s - pacing_start[1]) - time.monotonic()
+                    if delay_s > 0 and self.stop_event.wait(delay_s):
+                        return
+                self.slot.put(FramePacket(
+                    camera_id=self.camera.id,
+                    frame_bgr=frame.to_ndarray(format="bgr24"),
+                    frame_time_utc=time.time(),
+                    frame_index=self.counters.frames_decoded - 1,
+                ))
+                self.counters.frames_dropped = self.slot.dropped
+
+
+def resolve_source(camera: CameraConfig, config_dir: Path, media_dirs: list[Path]) -> str | None:
+    """Return the URL or an existing file path for the camera, or None when a file source is not found.
+
+    A relative file path is looked up beside the config file, then in each media folder and its videos/ sub-folder.
+    """
+    if camera.is_rtsp:
+        return camera.source
+    path = Path(camera.source).expanduser()
+    if path.is_absolute():
+        return str(path) if path.is_file() else None
+    for candidate in (config_dir / path, *(d / path for d in media_dirs), *(d / "videos" / path for d in media_dirs)):
+        if candidate.is_file():
+            return str(candidate.resolve())
+    return None

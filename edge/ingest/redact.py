@@ -1,0 +1,25 @@
+"""Keep RTSP credentials out of logs and messages."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+# Matches the user-info part of any URL, such as "admin:secret@" in rtsp://admin:secret@10.1.2.3/live.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact_url(text: str) -> str:
+    """Replace credentials in every URL inside `text` with '***'."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Scrub URL credentials from every record a handler emits, including FFmpeg messages relayed by PyAV."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_url(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True

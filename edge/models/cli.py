@@ -1,0 +1,70 @@
+"""`edge models list|verify|fetch`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge.models.fetch import fetch
+from edge.models.manifest import AssetError, ManifestEntry, find_file, load_manifest, media_dirs, model_dirs, verify_file
+
+
+def _search_dirs(entry: ManifestEntry, is_media: bool) -> list[Path]:
+    return media_dirs() if is_media else model_dirs()
+
+
+def run_models_command(args: argparse.Namespace) -> int:
+    manifest = load_manifest()
+    rows = [(entry, False) for entry in manifest.models.values()] + [(e, True) for e in manifest.media.values()]
+
+    if args.models_command == "list":
+        for entry, is_media in rows:
+            found = find_file(entry.file, entry.task, _search_dirs(entry, is_media))
+            kind = "media" if is_media else getattr(entry, "family", "")
+            print(f"{entry.name:28} {kind:26} {str(found) if found else 'not found':60} {entry.licence}")
+        return 0
+
+    if args.models_command == "verify":
+        failures = 0
+        for entry, is_media in rows:
+            found = find_file(entry.file, entry.task, _search_dirs(entry, is_media))
+            if found is None:
+                if args.all:
+                    failures += 1
+                    print(f"MISSING {entry.name}: {entry.file}; run `edge models fetch {entry.name}`")
+                continue
+            try:
+                verify_file(entry, found)
+                print(f"OK      {entry.name}: {found}")
+            except AssetError as error:
+                failures += 1
+                print(f"BAD     {error}")
+        return 1 if failures else 0
+
+    names = args.names or [entry.name for entry, _ in rows if entry.url]
+    failures = 0
+    for name in names:
+        try:
+            entry = manifest.entry(name)
+            is_media = name in manifest.media
+            target = args.dir or Path.cwd() / ("media" if is_media else "models")
+            existing = find_file(entry.file, entry.task, [target])
+            if existing is not None:
+                verify_file(entry, existing)
+                print(f"present {name}: {existing}")
+                continue
+            path = fetch(entry, target, progress=_print_progress(name))
+            print(f"\nfetched {name}: {path}")
+        except AssetError as error:
+            failures += 1
+            print(f"\nfailed  {error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _print_progress(name: str):
+    def show(received: int, total: int | None) -> None:
+        size = f"{received / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{received / 1e6:.1f} MB"
+        print(f"\r{name}: {size}", end="", file=sys.stderr, flush=True)
+
+    return show

@@ -1,0 +1,97 @@
+"""Resolve a site config into a run plan: pipelines, model files and camera sources, all checked up front.
+
+`edge check-config` and `edge run` share this, so whatever check-config accepts, run can start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config import ConfigError, ConfigIssue, PipelineConfig, SiteConfig, load_pipeline
+from edge.config.errors import issue
+from edge.config.loader import pipeline_dir_for, read_toml, validate
+from edge.ingest.reader import resolve_source
+from edge.models.manifest import AssetError, ModelEntry, load_manifest, media_dirs, model_dirs, resolve_file
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    config: PipelineConfig
+    model: ModelEntry
+    model_path: Path
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    site: SiteConfig
+    site_path: Path
+    pipelines: dict[str, PipelinePlan]
+    sources: dict[str, str]  # camera id -> URL or resolved file path, enabled cameras only
+
+
+def parse_source_overrides(pairs: list[str]) -> dict[str, str]:
+    """Parse 'CAMERA_ID=SOURCE' pairs given on the command line."""
+    overrides = {}
+    for pair in pairs:
+        camera_id, separator, source = pair.partition("=")
+        if not separator or not camera_id or not source:
+            raise ValueError(f"invalid --source '{pair}'; expected CAMERA_ID=URL_OR_PATH")
+        overrides[camera_id] = source
+    return overrides
+
+
+def load_site_with_overrides(site_path: Path, overrides: dict[str, str]) -> SiteConfig:
+    data = read_toml(site_path)
+    cameras = data.get("cameras", [])
+    known = {camera.get("id") for camera in cameras if isinstance(camera, dict)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError([issue(site_path, "cameras", f"--source names unknown camera ids {unknown}; "
+                                 f"known: {', '.join(sorted(map(str, known)))}")])
+    for camera in cameras:
+        if isinstance(camera, dict) and camera.get("id") in overrides:
+            camera["source"] = overrides[camera["id"]]
+    return validate(SiteConfig, data, site_path)
+
+
+def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -> RunPlan:
+    """Validate the site file and everything it refers to; raise ConfigError listing every problem."""
+    site_path = Path(site_path)
+    site = load_site_with_overrides(site_path, overrides or {})
+    issues: list[ConfigIssue] = []
+    manifest = load_manifest()
+    pipeline_dir = pipeline_dir_for(site, site_path)
+    search_model_dirs = model_dirs(
+        (site_path.parent / site.model_dir).resolve() if site.model_dir else None
+    )
+
+    pipelines: dict[str, PipelinePlan] = {}
+    enabled = [(index, camera) for index, camera in enumerate(site.cameras) if camera.enabled]
+    for _, camera in enabled:
+        if camera.pipeline in pipelines:
+            continue
+        try:
+            pipeline = load_pipeline(camera.pipeline, pipeline_dir)
+            entry = manifest.model(pipeline.detect.model)
+            pipelines[camera.pipeline] = PipelinePlan(pipeline, entry, resolve_file(entry, search_model_dirs))
+        except ConfigError as error:
+            issues.extend(error.issues)
+        except AssetError as error:
+            issues.append(issue(pipeline_dir / f"{camera.pipeline}.toml", "detect.model", str(error)))
+
+    sources: dict[str, str] = {}
+    for index, camera in enabled:
+        source = resolve_source(camera, site_path.parent, media_dirs())
+        if source is None:
+            issues.append(issue(site_path, f"cameras[{index}].source", "file not found beside the config file "
+                                "or in the media folders (EDGE_MEDIA_DIR, ./media); give an existing path",
+                                camera.source))
+        else:
+            sources[camera.id] = source
+
+    if not enabled:
+        issues.append(issue(site_path, "cameras", "every camera is disabled; enable at least one"))
+    if issues:
+        raise ConfigError(issues)
+    return RunPlan(site=site, site_path=site_path, pipelines=pipelines, sources=sources)

@@ -1,0 +1,96 @@
+"""Create ONNX Runtime sessions from a provider preference list, making fixed batch sizes dynamic."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+BATCH_DIM_NAME = "batch"
+
+
+class SessionError(Exception):
+    """An inference session could not be created."""
+
+
+@dataclass
+class LoadedModel:
+    session: ort.InferenceSession
+    provider: str
+    dynamic_batch: bool  # False when the graph only accepts batch size 1
+
+
+def _with_symbolic_batch(model: onnx.ModelProto) -> bool:
+    """Rename a fixed leading dimension of every graph input and output to a symbolic one; return True if changed."""
+    changed = False
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value"):
+            dims[0].dim_param = BATCH_DIM_NAME
+            changed = True
+    if changed:
+        # Inferred intermediate shapes still carry the old batch size, so drop them.
+        del model.graph.value_info[:]
+    return changed
+
+
+def _accepts_batch_of_two(session: ort.InferenceSession) -> bool:
+    feeds = {}
+    for value in session.get_inputs():
+        shape = [2, *(dim if isinstance(dim, int) else 1 for dim in value.shape[1:])]
+        feeds[value.name] = np.zeros(shape, dtype=np.float32)
+    try:
+        session.run(None, feeds)
+    except Exception as error:  # noqa: BLE001 - ORT raises several unrelated types for shape mismatches.
+        log.debug("batch of two rejected: %s", error)
+        return False
+    return True
+
+
+def choose_providers(requested: list[str]) -> list[str]:
+    available = set(ort.get_available_providers())
+    chosen = [PROVIDERS[name] for name in requested if PROVIDERS[name] in available]
+    if not chosen:
+        raise SessionError(
+            f"none of the requested providers {requested} is available in this onnxruntime build "
+            f"(available: {sorted(available)}); add 'cpu' to runtime.providers or install onnxruntime-gpu"
+        )
+    return chosen
+
+
+def load_model(path: Path, requested_providers: list[str], intra_op_threads: int = 0) -> LoadedModel:
+    """Open `path` with the first usable provider; a fixed batch size is made dynamic where the graph allows it."""
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # noqa: BLE001 - onnx raises DecodeError, OSError and others.
+        raise SessionError(f"{path} is not a readable ONNX model: {error}") from error
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    providers = choose_providers(requested_providers)
+    made_symbolic = _with_symbolic_batch(model)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+    dynamic = _accepts_batch_of_two(session)
+    if made_symbolic and not dynamic:
+        log.warning("%s: batch size is fixed inside the graph; frames run one at a time", path.name)
+        session = ort.InferenceSession(str(path), options, providers=providers)
+
+    used = session.get_providers()[0]
+    # Providers listed before the one in use were unavailable or failed to initialise.
+    used_index = next((i for i, name in enumerate(requested_providers) if PROVIDERS[name] == used),
+                      len(requested_providers))
+    skipped = requested_providers[:used_index]
+    log.info("%s: using %s (requested %s; unavailable: %s)", path.name, used, ", ".join(requested_providers),
+             ", ".join(skipped) or "none")
+    return LoadedModel(session=session, provider=used, dynamic_batch=dynamic)
