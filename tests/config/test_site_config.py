@@ -1,0 +1,166 @@
+"""Site and pipeline config validation: every error names the file, field path, value and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edge.config import ConfigError, load_site
+from edge.plan import build_plan
+from tests.conftest import PEOPLE_CLIP, PROJECT_ROOT, edge_command
+
+VALID_CAMERA = f"""
+[[cameras]]
+id = "cam-1"
+name = "Gate"
+source = "{PEOPLE_CLIP}"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "site.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_demo_config_is_valid():
+    plan = build_plan(PROJECT_ROOT / "config" / "demo.toml")
+    assert set(plan.sources) == {"parking-lot", "walkway"}
+    assert plan.pipelines["detect"].model.name == "yolox_nano_416"
+
+
+def test_defaults_fill_optional_fields(tmp_path):
+    site = load_site(write(tmp_path, VALID_CAMERA))
+    camera = site.cameras[0]
+    assert camera.pipeline == "detect"
+    assert camera.enabled is True
+    assert site.publisher.endpoint == "tcp://127.0.0.1:5556"
+    assert site.runtime.providers == ["tensorrt", "cuda", "cpu"]
+
+
+INVALID_CAMERA_VALUES = [
+    # (field line, field path, words the message must contain)
+    ('id = "Cam 1"', "cameras[0].id", "should match pattern"),
+    ('id = ""', "cameras[0].id", "should match pattern"),
+    ('max_fps = 0', "cameras[0].max_fps", "greater than 0"),
+    ('max_fps = 240', "cameras[0].max_fps", "less than or equal to 60"),
+    ('max_fps = "fast"', "cameras[0].max_fps", "valid number"),
+    ('source = "http://10.0.0.1/stream"', "cameras[0].source", "allowed: rtsp://, rtsps://"),
+    ('source = ""', "cameras[0].source", "at least 1 character"),
+    ('enabled = "yes please"', "cameras[0].enabled", "valid boolean"),
+    ('pipeline = "Detect!"', "cameras[0].pipeline", "should match pattern"),
+    ('colour = "red"', "cameras[0].colour", "allowed fields: id, name, source"),
+]
+
+
+@pytest.mark.parametrize(("line", "field_path", "expected"), INVALID_CAMERA_VALUES)
+def test_invalid_camera_value_is_reported(tmp_path, line, field_path, expected):
+    key = line.split("=")[0].strip()
+    base = "\n".join(row for row in VALID_CAMERA.splitlines() if not row.startswith(f"{key} ="))
+    path = write(tmp_path, base + "\n" + line + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_site(path)
+    messages = [str(issue) for issue in caught.value.issues]
+    assert len(messages) == 1, messages
+    assert messages[0].startswith(f"{path}: {field_path}")
+    assert expected in messages[0]
+
+
+def test_reported_value_is_shown(tmp_path):
+    path = write(tmp_path, VALID_CAMERA + "max_fps = 240\n")
+    with pytest.raises(ConfigError) as caught:
+        load_site(path)
+    assert "= 240" in str(caught.value.issues[0])
+
+
+def test_every_error_is_listed_at_once(tmp_path):
+    text = VALID_CAMERA + 'max_fps = -1\n\n[publisher]\nendpoint = "udp://x"\n\n[ingest]\nread_timeout_s = 0\n'
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, text))
+    paths = sorted(issue.field_path for issue in caught.value.issues)
+    assert paths == ["cameras[0].max_fps", "ingest.read_timeout_s", "publisher.endpoint"]
+
+
+def test_duplicate_camera_ids_rejected(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, VALID_CAMERA + VALID_CAMERA))
+    assert "'cam-1' appears more than once" in str(caught.value)
+
+
+def test_loop_rejected_for_rtsp(tmp_path):
+    text = VALID_CAMERA.replace(str(PEOPLE_CLIP), "rtsp://127.0.0.1:8554/x") + "loop = true\n"
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, text))
+    assert "'loop' applies only to file sources" in str(caught.value)
+
+
+def test_backoff_cap_below_initial_rejected(tmp_path):
+    text = VALID_CAMERA + "\n[ingest]\nbackoff_initial_s = 10\nbackoff_max_s = 2\n"
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, text))
+    assert "backoff_max_s (2.0) must be at least backoff_initial_s (10.0)" in str(caught.value)
+
+
+def test_unknown_provider_lists_allowed(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, VALID_CAMERA + '\n[runtime]\nproviders = ["openvino"]\n'))
+    message = str(caught.value)
+    assert "runtime.providers[0]" in message
+    assert "'tensorrt', 'cuda' or 'cpu'" in message
+
+
+def test_toml_syntax_error_names_file(tmp_path):
+    path = write(tmp_path, "[[cameras]\nid = 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_site(path)
+    assert str(path) in str(caught.value)
+    assert "invalid TOML" in str(caught.value)
+
+
+def test_missing_source_file_reported(tmp_path):
+    text = VALID_CAMERA.replace(str(PEOPLE_CLIP), "no-such-clip.mp4")
+    with pytest.raises(ConfigError) as caught:
+        build_plan(write(tmp_path, text))
+    message = str(caught.value)
+    assert "cameras[0].source = 'no-such-clip.mp4'" in message
+    assert "file not found" in message
+
+
+def test_unknown_pipeline_lists_available(tmp_path):
+    text = VALID_CAMERA + 'pipeline = "plates"\n'
+    with pytest.raises(ConfigError) as caught:
+        build_plan(write(tmp_path, text))
+    assert "pipeline 'plates' not found" in str(caught.value)
+    assert "available: detect" in str(caught.value)
+
+
+def test_invalid_pipeline_values_reported(tmp_path):
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    write(pipelines, '[detect]\nmodel = "yolox_nano_416"\nclasses = ["person", "dragon"]\nbatch_size = 0\n',
+          "detect.toml")
+    path = write(tmp_path, 'pipeline_dir = "pipelines"\n' + VALID_CAMERA)
+    with pytest.raises(ConfigError) as caught:
+        build_plan(path)
+    paths = sorted(issue.field_path for issue in caught.value.issues)
+    assert paths == ["detect.batch_size", "detect.classes"]
+    assert "unknown class names ['dragon']" in str(caught.value)
+
+
+def test_check_config_cli_prints_every_error(tmp_path):
+    text = VALID_CAMERA.replace(str(PEOPLE_CLIP), "ftp://cam") + "max_fps = 0\n"
+    path = write(tmp_path, text)
+    result = subprocess.run([*edge_command(), "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{path}: cameras[0].max_fps = 0: Input should be greater than 0" in result.stderr
+    assert f"{path}: cameras[0].source = 'ftp://cam': unsupported scheme 'ftp://'" in result.stderr
+    assert "2 error(s)" in result.stderr
+
+
+def test_check_config_cli_accepts_demo():
+    result = subprocess.run([*edge_command(), "check-config", str(PROJECT_ROOT / "config" / "demo.toml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "OK, 2 enabled camera(s)" in result.stdout

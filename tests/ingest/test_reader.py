@@ -1,0 +1,233 @@
+"""Camera readers against real files, a real RTSP server, and cameras that stall or do not exist."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.config.site import CameraConfig, IngestConfig
+from edge.ingest.reader import CameraReader, FrameRateLimiter, ReaderState
+from edge.ingest.redact import redact_url
+from edge.ingest.slot import LatestFrameSlot
+from tests.conftest import CAR_CLIP, PEOPLE_CLIP, free_port
+from tests.support.stall_proxy import SilentServer, StallProxy
+
+FAST_INGEST = IngestConfig(open_timeout_s=3, read_timeout_s=2, backoff_initial_s=0.2, backoff_max_s=0.8)
+
+
+class Collector:
+    """Takes every frame out of a slot as soon as it arrives, like an idle scheduler."""
+
+    def __init__(self, camera_id: str):
+        self.ready = threading.Condition()
+        self.slot = LatestFrameSlot(camera_id, self.ready)
+        self.frames = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            with self.ready:
+                self.ready.wait_for(lambda: self.slot.has_frame or self._stop.is_set(), 0.1)
+                packet = self.slot.take()
+            if packet is not None:
+                self.frames.append(packet)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+def make_reader(source: str, ingest: IngestConfig = FAST_INGEST, **camera_fields):
+    fields = {"id": "cam-test", "name": "test", "source": source, **camera_fields}
+    camera = CameraConfig(**fields)
+    collector = Collector(camera.id)
+    stop = threading.Event()
+    reader = CameraReader(camera, source, ingest, collector.slot, stop)
+    return reader, collector, stop
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def stop_reader(reader: CameraReader, stop: threading.Event, collector: Collector) -> None:
+    stop.set()
+    reader.join(10)
+    collector.close()
+    assert not reader.is_alive(), "reader thread did not stop"
+
+
+def test_file_frames_are_bgr_uint8_and_counted():
+    reader, collector, stop = make_reader(str(PEOPLE_CLIP), realtime=False, max_fps=60)
+    reader.start()
+    reader.join(60)
+    collector.close()
+    assert reader.state is ReaderState.FINISHED
+    assert reader.counters.frames_decoded == 1394
+    first = collector.frames[0].frame_bgr
+    assert first.shape == (432, 768, 3)
+    assert first.dtype == np.uint8
+    # The floor in the first frame is brown (more red than blue), which a channel swap would reverse.
+    floor = first[400:430, 100:700].reshape(-1, 3).mean(axis=0)
+    assert floor[2] > floor[0] + 20
+    assert len(collector.frames) + reader.slot.dropped == 1394
+
+
+def test_max_fps_skips_frames():
+    # The car clip runs at 12.5 fps for 30 s; a 5 fps cap keeps about 150 of its 377 frames.
+    reader, collector, stop = make_reader(str(CAR_CLIP), realtime=False, max_fps=5)
+    reader.start()
+    reader.join(60)
+    collector.close()
+    kept = reader.counters.frames_decoded - reader.counters.frames_skipped
+    assert reader.counters.frames_decoded == 377
+    assert 148 <= kept <= 152
+
+
+def test_frame_rate_limiter_keeps_even_spacing():
+    limiter = FrameRateLimiter(max_fps=10)
+    times = [i / 30 for i in range(90)]  # 3 s at 30 fps
+    kept = [t for t in times if limiter.admit(t)]
+    assert len(kept) == 30
+    assert np.allclose(np.diff(kept), 0.1, atol=0.034)
+
+
+def test_loop_restarts_file():
+    reader, collector, stop = make_reader(str(CAR_CLIP), realtime=False, max_fps=60, loop=True)
+    reader.start()
+    assert wait_until(lambda: reader.counters.frames_decoded > 377 + 10, 60)
+    stop_reader(reader, stop, collector)
+    assert reader.counters.reconnects == 0
+    assert reader.state is ReaderState.STOPPED
+
+
+def test_file_that_is_not_video_fails_once(tmp_path, caplog):
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("this is a text file, not a video\n" * 100)
+    reader, collector, stop = make_reader(str(not_video))
+    reader.start()
+    reader.join(15)
+    collector.close()
+    assert reader.state is ReaderState.FAILED
+    assert reader.counters.frames_decoded == 0
+    assert f"cam-test: cannot read {not_video} as video" in caplog.text
+
+
+def test_realtime_file_is_paced_by_timestamps():
+    """Without pacing the reader would finish the 30 s clip in a few seconds; with it, it is still running."""
+    reader, collector, stop = make_reader(str(CAR_CLIP), realtime=True, max_fps=60)
+    reader.start()
+    time.sleep(2)
+    decoded = reader.counters.frames_decoded
+    stop_reader(reader, stop, collector)
+    # 2 s of 12.5 fps media is 25 frames; a slow machine only lowers the count, never raises it.
+    assert decoded <= 25 + 3
+
+
+def test_redact_url_hides_credentials():
+    text = "failed: 'rtsp://admin:pa55@10.1.2.3:554/live' and rtsps://u:p@host/x"
+    assert redact_url(text) == "failed: 'rtsp://***@10.1.2.3:554/live' and rtsps://***@host/x"
+
+
+# --- RTSP -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.rtsp
+def test_rtsp_stream_decodes(rtsp_server):
+    reader, collector, stop = make_reader(rtsp_server.url("people"))
+    reader.start()
+    assert wait_until(lambda: len(collector.frames) >= 10, 30), reader.counters
+    stop_reader(reader, stop, collector)
+    assert collector.frames[0].frame_bgr.shape == (432, 768, 3)
+    assert reader.counters.reconnects == 0
+    assert reader.counters.last_frame_age_s() < 5
+
+
+@pytest.mark.rtsp
+def test_rtsp_credentials_never_logged(rtsp_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    url = rtsp_server.url("people", credentials="viewer:Wrong-Password-99")
+    reader, collector, stop = make_reader(url)
+    reader.start()
+    assert wait_until(lambda: reader.counters.reconnects >= 1, 20)
+    stop_reader(reader, stop, collector)
+    assert "401" in (reader.counters.last_error or "")
+    assert "Wrong-Password-99" not in caplog.text
+    assert "Wrong-Password-99" not in (reader.counters.last_error or "")
+    assert "rtsp://***@127.0.0.1" in caplog.text
+
+
+@pytest.mark.rtsp
+def test_stalled_camera_reconnects_without_hanging(rtsp_server):
+    """A camera that keeps the connection open but stops sending is noticed within read_timeout_s."""
+    proxy = StallProxy(rtsp_server.port)
+    try:
+        url = f"rtsp://{rtsp_server.user}@127.0.0.1:{proxy.port}/people"
+        reader, collector, stop = make_reader(url)
+        reader.start()
+        assert wait_until(lambda: len(collector.frames) >= 5, 30)
+        proxy.stall()
+        assert wait_until(lambda: reader.counters.reconnects >= 1, 20), reader.counters
+        proxy.resume()
+        frames_before = len(collector.frames)
+        assert wait_until(lambda: len(collector.frames) > frames_before + 5, 40), reader.counters
+        stop_reader(reader, stop, collector)
+        assert proxy.connections >= 2
+    finally:
+        proxy.close()
+
+
+@pytest.mark.rtsp
+def test_silent_server_times_out_on_open():
+    server = SilentServer()
+    try:
+        reader, collector, stop = make_reader(f"rtsp://127.0.0.1:{server.port}/live")
+        reader.start()
+        assert wait_until(lambda: reader.counters.reconnects >= 1, 20), reader.counters
+        stop_reader(reader, stop, collector)
+        assert reader.counters.frames_decoded == 0
+        assert reader.counters.last_error
+    finally:
+        server.close()
+
+
+def test_unserved_url_backs_off_with_cap(caplog):
+    caplog.set_level(logging.WARNING)
+    reader, collector, stop = make_reader(f"rtsp://127.0.0.1:{free_port()}/nobody")
+    reader.start()
+    assert wait_until(lambda: reader.counters.reconnects >= 4, 20), reader.counters
+    stop_reader(reader, stop, collector)
+    waits = [float(r.getMessage().rsplit(" in ", 1)[1].split()[0]) for r in caplog.records
+             if "reconnect" in r.getMessage()]
+    assert waits[:4] == [0.2, 0.4, 0.8, 0.8]
+
+
+def test_stop_interrupts_backoff_wait():
+    slow = IngestConfig(open_timeout_s=1, read_timeout_s=1, backoff_initial_s=60, backoff_max_s=60)
+    reader, collector, stop = make_reader(f"rtsp://127.0.0.1:{free_port()}/nobody", ingest=slow)
+    reader.start()
+    assert wait_until(lambda: reader.state is ReaderState.BACKOFF, 10)
+    stop_reader(reader, stop, collector)
+    assert reader.state is ReaderState.STOPPED
+
+
+def test_resolve_source_searches_media_dirs(tmp_path):
+    from edge.ingest.reader import resolve_source
+
+    camera = CameraConfig(id="c", name="c", source="one-by-one-person-detection.mp4")
+    assert resolve_source(camera, tmp_path, [PEOPLE_CLIP.parent]) == str(PEOPLE_CLIP.resolve())
+    assert resolve_source(camera, tmp_path, [PEOPLE_CLIP.parent.parent]) == str(PEOPLE_CLIP.resolve())
+    assert resolve_source(camera, tmp_path, [tmp_path]) is None
+    assert isinstance(Path(resolve_source(camera, tmp_path, [PEOPLE_CLIP.parent])), Path)
