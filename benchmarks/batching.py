@@ -3,9 +3,9 @@
 Three comparisons, each timed with warm-up and alternating order, reported as medians and a ratio
 baseline/compared (above 1 means the compared path is faster):
 
-a) one `Detector.detect` call on B frames against B single-frame calls, for B = 1, 2, 4, 8;
-b) `letterbox_into` (cv2 resize + Numba pack kernel) against a NumPy reference of the same transform;
-c) two threads calling the detector at once against the same calls made one after another.
+a) One `Detector.detect` call on B frames against B single-frame calls, for B = 1, 2, 4, 8.
+b) `letterbox_into` (cv2 resize + Numba pack kernel) against a NumPy reference of the same transform.
+c) Two threads calling the detector at once against the same calls made one after another.
 
 Only the ratios within one run are meaningful: the absolute times depend on the machine and its load.
 Nothing here asserts on a time. The script exits 1 when the NumPy reference and `letterbox_into`
@@ -47,8 +47,8 @@ BATCH_SIZES = (1, 2, 4, 8)
 WARMUP_RUNS = 2
 DEFAULT_FRAMES = 24
 DEFAULT_REPEATS = 7
-# ImageNet mean and std in 0..255 units with RGB order and centred padding: the opposite choices to
-# YOLOX on every field, so the reference check covers each branch of the pack kernel.
+# ImageNet mean and std in 0..255 units with RGB order and centred padding. YOLOX uses the opposite
+# choice on every field, so checking both specs covers each branch of the pack kernel.
 IMAGENET_SPEC = InputSpec(320, 320, "rgb", (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), "centre", 0)
 
 EXIT_MISMATCH = 1
@@ -57,7 +57,7 @@ EXIT_SETUP = 2
 
 @dataclass
 class Comparison:
-    """One timed pair: medians in `unit`, and the ratio baseline/compared."""
+    """Result of one timed pair, with medians in `unit` and the ratio baseline/compared."""
 
     part: str
     name: str
@@ -183,7 +183,7 @@ def detect_in_chunks(detector: Detector, frames: list[np.ndarray], batch_size: i
 
 
 def max_detection_difference(first: list[Detections], second: list[Detections]) -> float | None:
-    """Return the largest box or score difference between two result lists, or None if counts differ."""
+    """Compute the largest box or score difference between two result lists, or None if counts differ."""
     largest = 0.0
     for a, b in zip(first, second, strict=True):
         if len(a) != len(b) or not np.array_equal(a.class_ids, b.class_ids):
@@ -223,9 +223,9 @@ def measure_batching(frames: list[np.ndarray], repeats: int) -> tuple[list[Compa
 def letterbox_numpy(frame_bgr: np.ndarray, spec: InputSpec, out_chw: np.ndarray) -> None:
     """Write the letterboxed, normalised CHW tensor of `frame_bgr` into `out_chw` with NumPy only.
 
-    Independent reference for `letterbox_into`: same fit rule (keep aspect ratio, round the resized
-    size, clamp to the input), same cv2 INTER_LINEAR resize, then pad, channel order and
-    (pixel - mean) / std as whole-array operations.
+    The reference reimplements the fit rule of `letterbox_into` (keep the aspect ratio, round the
+    resized size, clamp it to the input) and uses the same cv2 INTER_LINEAR resize. Padding, channel
+    order and (pixel - mean) / std are whole-array NumPy operations.
     """
     source_height, source_width = frame_bgr.shape[:2]
     scale = min(spec.width / source_width, spec.height / source_height)
@@ -257,7 +257,7 @@ def verify_letterbox(frames: list[np.ndarray], specs: list[InputSpec]) -> None:
             letterbox_numpy(frame, spec, expected)
             letterbox_into(frame, spec, actual)
             try:
-                # The kernel multiplies by 1/std where the reference divides, hence the small rtol.
+                # The kernel multiplies by 1/std where the reference divides, so allow float32 rounding.
                 np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
             except AssertionError as error:
                 fail(f"letterbox_into differs from the NumPy reference for sample {index} "
@@ -300,22 +300,25 @@ def run_concurrently(tasks: list[Callable[[], object]]) -> None:
 
 
 def measure_threading(frames: list[np.ndarray], calls: int, repeats: int) -> list[Comparison]:
-    """Time 2 x `calls` single-frame detections run one after another against from 2 threads at once.
+    """Time 2 x `calls` single-frame detections made one after another against the same calls from 2 threads at once.
 
     With one Detector per thread, a ratio near 2 on 2 free cores means ONNX Runtime releases the GIL
     during inference. A shared Detector serialises its callers with its lock, so it shows the cost of
     sharing one instance between threads.
     """
     # One intra-op thread per session, so any speed-up comes from the two Python threads.
-    own = [build_detector(1, intra_op_threads=1) for _ in range(2)]
-    shared = own[0]
+    per_thread = [build_detector(1, intra_op_threads=1) for _ in range(2)]
+    shared = [per_thread[0], per_thread[0]]
     camera_frames = frames[:2]  # one frame from each clip
 
     def camera_task(detector: Detector, frame: np.ndarray) -> Callable[[], None]:
-        return lambda: [detector.detect([frame]) for _ in range(calls)]
+        def detect_repeatedly() -> None:
+            for _ in range(calls):
+                detector.detect([frame])
+        return detect_repeatedly
 
     comparisons = []
-    for name, detectors in (("one Detector per thread", own), ("one shared Detector", [shared, shared])):
+    for name, detectors in (("one Detector per thread", per_thread), ("one shared Detector", shared)):
         tasks = [camera_task(detector, frame) for detector, frame in zip(detectors, camera_frames)]
 
         def run_sequentially() -> None:

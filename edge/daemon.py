@@ -39,7 +39,9 @@ class CameraRuntime:
             "camera_id": self.camera.id,
             "state": self.reader.state.value,
             **self.reader.counters.snapshot(),
+            "frames_dropped": self.reader.slot.dropped,
             "frames_inferred": self.frames_inferred,
+            "messages_published": self.messages_published,
             "detections_published": self.detections_published,
         }
 
@@ -112,6 +114,7 @@ class Daemon:
     def run(self, duration_s: float | None = None) -> None:
         """Run until stop_event is set or `duration_s` passes; the caller installs signal handlers."""
         self._build()
+        self.started_monotonic = time.monotonic()
         self.publisher.start()
         self._log_summary()
         for scheduler in self.schedulers.values():

@@ -26,12 +26,10 @@ if not MODEL_DIR.is_dir():
         f"test assets not found at {ASSETS}; put the shared assets beside the project or set EDGE_TEST_ASSETS"
     )
 
-
-@pytest.fixture(autouse=True)
-def asset_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point model and media lookup at the real test assets, for this process and the daemons it starts."""
-    monkeypatch.setenv("EDGE_MODEL_DIR", str(MODEL_DIR))
-    monkeypatch.setenv("EDGE_MEDIA_DIR", str(VIDEO_DIR))
+# Model and media lookup use the real test assets, in this process and in every daemon it starts.
+# Tests that need other folders override these with monkeypatch.
+os.environ["EDGE_MODEL_DIR"] = str(MODEL_DIR)
+os.environ["EDGE_MEDIA_DIR"] = str(VIDEO_DIR)
 
 
 def free_port() -> int:

@@ -28,13 +28,18 @@ class DetectStage(StrictModel):
     classes: list[str] = Field(
         default=["person", "bicycle", "car", "motorcycle", "bus", "truck"],
         min_length=1,
-        description="Class names kept; all others are discarded after NMS.",
+        description="Class names kept; all others are discarded before NMS.",
     )
     score_threshold: float = Field(
         default=0.35, gt=0, lt=1, description="Minimum detection score; raise it for fewer false alarms."
     )
     nms_iou_threshold: float = Field(
         default=0.45, gt=0, le=1, description="Boxes of one class overlapping more than this IoU are merged."
+    )
+    class_agnostic_nms: bool = Field(
+        default=False,
+        description="Let boxes of different classes suppress each other, so one vehicle is not reported as both "
+        "car and truck; the higher-scoring class wins.",
     )
     batch_size: int = Field(default=4, ge=1, le=64, description="Most frames per inference call.")
     max_wait_ms: float = Field(

@@ -123,7 +123,7 @@ class PublisherConfig(StrictModel):
         default=1000,
         ge=1,
         le=100_000,
-        description="Messages waiting to be sent; when full, new 'det' messages are dropped and counted.",
+        description="Messages waiting to be sent; when full, new messages of any topic are dropped and counted.",
     )
     send_snapshots: bool = Field(
         default=False, description="Attach a JPEG of the frame to each 'det' message (costs CPU and bandwidth)."

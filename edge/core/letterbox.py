@@ -77,20 +77,16 @@ def boxes_to_input(boxes_xyxy: np.ndarray, letterbox: Letterbox) -> np.ndarray:
 @numba.njit(nogil=True, cache=True)
 def _pack_chw(resized_hwc, out_chw, pad_x, pad_y, pad_value, swap_rb, mean, std):
     """Write normalised pixels of `resized_hwc` at (pad_x, pad_y) into `out_chw`; fill the rest with padding."""
-    channels, height, width = out_chw.shape
+    channels = out_chw.shape[0]
     resized_height, resized_width = resized_hwc.shape[0], resized_hwc.shape[1]
     for c in range(channels):
-        source_channel = 2 - c if swap_rb else c
-        pad_normalised = (pad_value - mean[c]) / std[c]
-        inverse_std = 1.0 / std[c]
-        for y in range(height):
-            inside_y = pad_y <= y < pad_y + resized_height
-            for x in range(width):
-                if inside_y and pad_x <= x < pad_x + resized_width:
-                    pixel = resized_hwc[y - pad_y, x - pad_x, source_channel]
-                    out_chw[c, y, x] = (pixel - mean[c]) * inverse_std
-                else:
-                    out_chw[c, y, x] = pad_normalised
+        out_chw[c, :, :] = (pad_value - mean[c]) / std[c]
+    # Row-major over the source, so each source row is read once for all three channels.
+    for y in range(resized_height):
+        for x in range(resized_width):
+            for c in range(channels):
+                source_channel = 2 - c if swap_rb else c
+                out_chw[c, pad_y + y, pad_x + x] = (resized_hwc[y, x, source_channel] - mean[c]) / std[c]
 
 
 @dataclass(frozen=True)

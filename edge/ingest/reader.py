@@ -31,13 +31,16 @@ class SourceError(Exception):
     """A source opened but holds no decodable video."""
 
 
+class StreamTimeoutError(Exception):
+    """A camera stopped answering for longer than the configured timeout."""
+
+
 @dataclass
 class CameraCounters:
     """Per-camera counters; written by the reader thread only, read by anyone."""
 
     frames_decoded: int = 0
     frames_skipped: int = 0  # decoded but above max_fps, so never offered to inference
-    frames_dropped: int = 0  # offered but replaced by a newer frame before inference took it
     reconnects: int = 0
     last_frame_monotonic: float | None = None
     last_error: str | None = None
@@ -106,7 +109,7 @@ class CameraReader(threading.Thread):
                 if self.is_file:
                     continue  # loop: start the file again at once
                 reason = "stream ended"
-            except (av.error.FFmpegError, SourceError, OSError) as error:
+            except (av.error.FFmpegError, SourceError, StreamTimeoutError, OSError) as error:
                 reason = redact_url(str(error)) or type(error).__name__
                 self.counters.last_error = reason
                 if self.is_file and self.counters.frames_decoded == 0:
@@ -137,7 +140,18 @@ class CameraReader(threading.Thread):
     def _read_until_end(self) -> None:
         """Decode frames into the slot until the stream ends, `stop` is set, or an error is raised."""
         limiter = FrameRateLimiter(self.camera.max_fps)
-        with self._open() as container:
+        opening_since = time.monotonic()
+        try:
+            container = self._open()
+        except av.error.FFmpegError as error:
+            # FFmpeg reports an interrupted open as invalid data or an exit request; name the real cause.
+            waited_s = time.monotonic() - opening_since
+            if not self.is_file and waited_s >= min(self.ingest.open_timeout_s, self.ingest.read_timeout_s) - 0.1:
+                raise StreamTimeoutError(
+                    f"no answer within {waited_s:.1f} s while opening (open_timeout_s={self.ingest.open_timeout_s})"
+                ) from error
+            raise
+        with container:
             if not container.streams.video:
                 raise SourceError(f"no video stream in {self._log_source}")
             stream = container.streams.video[0]
@@ -145,8 +159,9 @@ class CameraReader(threading.Thread):
             log.info("%s: streaming %s (%s %dx%d)", self.camera.id, self._log_source, stream.codec_context.name,
                      stream.codec_context.width, stream.codec_context.height)
             self.state = ReaderState.STREAMING
+            self.counters.last_error = None
             pacing_start: tuple[float, float] | None = None  # (wall clock, media time) of the first frame
-            for frame in container.decode(stream):
+            for frame in self._decode_with_timeout(container, stream):
                 if self.stop_event.is_set():
                     return
                 self.counters.frames_decoded += 1
@@ -167,7 +182,26 @@ class CameraReader(threading.Thread):
                     frame_time_utc=time.time(),
                     frame_index=self.counters.frames_decoded - 1,
                 ))
-                self.counters.frames_dropped = self.slot.dropped
+
+
+    def _decode_with_timeout(self, container, stream):
+        """Decode frames, turning FFmpeg's error after a silent read_timeout_s into a StreamTimeoutError."""
+        last_frame = time.monotonic()
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as error:
+                silent_s = time.monotonic() - last_frame
+                if not self.is_file and silent_s >= self.ingest.read_timeout_s - 0.1:
+                    raise StreamTimeoutError(
+                        f"no frame for {silent_s:.1f} s (read_timeout_s={self.ingest.read_timeout_s})"
+                    ) from error
+                raise
+            last_frame = time.monotonic()
+            yield frame
 
 
 def resolve_source(camera: CameraConfig, config_dir: Path, media_dirs: list[Path]) -> str | None:

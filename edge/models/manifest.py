@@ -126,9 +126,10 @@ def resolve_file(entry: ManifestEntry, search_dirs: list[Path]) -> Path:
     path = find_file(entry.file, entry.task, search_dirs)
     if path is None:
         looked_in = ", ".join(str(d) for d in search_dirs)
+        variable = "EDGE_MODEL_DIR" if isinstance(entry, ModelEntry) else "EDGE_MEDIA_DIR"
         raise AssetError(
             f"{entry.file} for '{entry.name}' not found in {looked_in} (or their {entry.task}/ sub-folders); "
-            f"expected sha256 {entry.sha256}; run `edge models fetch {entry.name}` or set EDGE_MODEL_DIR"
+            f"expected sha256 {entry.sha256}; run `edge models fetch {entry.name}` or set {variable}"
         )
     verify_file(entry, path)
     return path

@@ -87,7 +87,8 @@ class Detector:
             candidates = decode_yolox(raw, self.grid, self.strides, self.class_mask, threshold)
         else:
             candidates = self._decode_yolov8_checked(raw, threshold)
-        keep = nms(candidates.boxes_xyxy, candidates.scores, candidates.class_ids, self.stage.nms_iou_threshold)
+        nms_classes = np.zeros_like(candidates.class_ids) if self.stage.class_agnostic_nms else candidates.class_ids
+        keep = nms(candidates.boxes_xyxy, candidates.scores, nms_classes, self.stage.nms_iou_threshold)
         return Detections(
             boxes_xyxy=boxes_to_source(candidates.boxes_xyxy[keep], letterbox),
             scores=candidates.scores[keep],
