@@ -31,7 +31,7 @@ class DetectStage(StrictModel):
         description="Class names kept; all others are discarded before NMS.",
     )
     score_threshold: float = Field(
-        default=0.35, gt=0, lt=1, description="Minimum detection score; raise it for fewer false alarms."
+        default=0.25, gt=0, lt=1, description="Minimum detection score; raise it for fewer false alarms."
     )
     nms_iou_threshold: float = Field(
         default=0.45, gt=0, le=1, description="Boxes of one class overlapping more than this IoU are merged."
