@@ -25,12 +25,12 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 venv: $(VENV)/.installed
 
-# Runs the demo for DURATION seconds and prints what arrived on the feed next to it.
+# Runs the demo for DURATION seconds and prints the 'det' feed (stdout) beside the daemon log (stderr).
 run: venv
 	@$(EDGE) check-config $(DEMO_CONFIG)
-	@$(EDGE) subscribe --topic det --count 20 --timeout $(DURATION) & \
-	$(EDGE) run --config $(DEMO_CONFIG) --duration $(DURATION); \
-	wait
+	@$(EDGE) subscribe --topic det & subscriber=$$!; \
+	$(EDGE) run --config $(DEMO_CONFIG) --duration $(DURATION); status=$$?; \
+	kill $$subscriber; exit $$status
 
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
