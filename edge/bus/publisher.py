@@ -32,8 +32,8 @@ class _Outgoing:
 class Publisher:
     """Sends `[topic, header JSON, optional JPEG]`; the header gets schema, publisher id, sequence and sent time.
 
-    Sequence numbers are assigned on the socket thread in send order, so a subscriber that sees a gap knows
-    it missed messages. ZeroMQ PUB never blocks: a slow subscriber loses messages at its high-water mark.
+    Sequence numbers are assigned on the socket thread in send order, so a gap in the numbers a subscriber
+    receives means it missed messages. ZeroMQ PUB never blocks: a slow subscriber loses messages at its high-water mark.
     """
 
     def __init__(self, endpoint: str, publisher_id: str, queue_size: int = 1000, context: zmq.Context | None = None):

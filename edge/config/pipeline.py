@@ -41,12 +41,12 @@ class DetectStage(StrictModel):
         description="Let boxes of different classes suppress each other, so one vehicle is not reported as both "
         "car and truck; the higher-scoring class wins.",
     )
-    batch_size: int = Field(default=4, ge=1, le=64, description="Most frames per inference call.")
+    batch_size: int = Field(default=4, ge=1, le=64, description="Maximum frames per inference call.")
     max_wait_ms: float = Field(
         default=20.0,
         ge=0,
         le=1000,
-        description="Longest wait for a batch to fill once its first frame is ready; trades latency for throughput.",
+        description="Maximum wait for a batch to fill once its first frame is ready; trades latency for throughput.",
     )
 
     @field_validator("classes")

@@ -69,16 +69,16 @@ class CameraConfig(StrictModel):
 
 
 class IngestConfig(StrictModel):
-    """How camera readers open streams and recover from faults."""
+    """Stream timeouts and reconnect backoff of the camera readers."""
 
     open_timeout_s: float = Field(
-        default=10.0, gt=0, le=120, description="Longest wait for a stream to open (RTSP handshake and probe)."
+        default=10.0, gt=0, le=120, description="Maximum wait for a stream to open (RTSP handshake and probe)."
     )
     read_timeout_s: float = Field(
         default=5.0,
         gt=0,
         le=120,
-        description="Longest wait for the next packet; a camera silent for longer is reconnected.",
+        description="Maximum wait for the next frame; a camera silent for longer is reconnected.",
     )
     backoff_initial_s: float = Field(default=1.0, gt=0, le=60, description="First wait before a reconnect.")
     backoff_max_s: float = Field(

@@ -91,7 +91,7 @@ def _pack_chw(resized_hwc, out_chw, pad_x, pad_y, pad_value, swap_rb, mean, std)
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a network expects: size, channel order, normalisation and letterbox placement."""
+    """Network input format: size, channel order, normalisation and letterbox placement."""
 
     width: int
     height: int

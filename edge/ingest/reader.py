@@ -28,11 +28,11 @@ class ReaderState(str, Enum):
 
 
 class SourceError(Exception):
-    """A source opened but holds no decodable video."""
+    """A source opened but contains no decodable video."""
 
 
 class StreamTimeoutError(Exception):
-    """A camera stopped answering for longer than the configured timeout."""
+    """A camera sent nothing for longer than the configured timeout."""
 
 
 @dataclass
@@ -76,7 +76,7 @@ class FrameRateLimiter:
 
 
 class CameraReader(threading.Thread):
-    """Reads one camera into its slot until `stop` is set; never raises out of `run`."""
+    """Reads one camera into its slot until `stop` is set; `run` logs stream errors and retries instead of raising."""
 
     def __init__(self, camera: CameraConfig, source: str, ingest: IngestConfig, slot: LatestFrameSlot,
                  stop: threading.Event):
@@ -148,7 +148,7 @@ class CameraReader(threading.Thread):
             waited_s = time.monotonic() - opening_since
             if not self.is_file and waited_s >= min(self.ingest.open_timeout_s, self.ingest.read_timeout_s) - 0.1:
                 raise StreamTimeoutError(
-                    f"no answer within {waited_s:.1f} s while opening (open_timeout_s={self.ingest.open_timeout_s})"
+                    f"open timed out: no response within {waited_s:.1f} s (open_timeout_s={self.ingest.open_timeout_s})"
                 ) from error
             raise
         with container:
@@ -197,7 +197,7 @@ class CameraReader(threading.Thread):
                 silent_s = time.monotonic() - last_frame
                 if not self.is_file and silent_s >= self.ingest.read_timeout_s - 0.1:
                     raise StreamTimeoutError(
-                        f"no frame for {silent_s:.1f} s (read_timeout_s={self.ingest.read_timeout_s})"
+                        f"read timed out: no frame for {silent_s:.1f} s (read_timeout_s={self.ingest.read_timeout_s})"
                     ) from error
                 raise
             last_frame = time.monotonic()

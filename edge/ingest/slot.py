@@ -21,7 +21,7 @@ class FramePacket:
 class LatestFrameSlot:
     """Holds only the newest frame: a frame not yet taken is replaced and counted as dropped.
 
-    A slow pipeline therefore sees fresh frames instead of a growing backlog, and memory stays bounded
+    A slow pipeline therefore gets fresh frames instead of a growing backlog, and memory stays bounded
     at one frame per camera.
     """
 

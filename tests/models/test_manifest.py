@@ -1,4 +1,4 @@
-"""Model manifest: every listed file verifies, and missing or corrupt files give errors that say what to do."""
+"""Model manifest: every listed file verifies, and missing or corrupt files raise errors that name the fix."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A TCP proxy on 127.0.0.1 that can stop forwarding while keeping connections open.
 
-It stands in for a camera that completed the RTSP handshake and then went silent: the socket stays
+It plays a camera that completed the RTSP handshake and then went silent: the socket stays
 connected, but no bytes arrive.
 """
 

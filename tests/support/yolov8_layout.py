@@ -1,8 +1,8 @@
 """Build a YOLOv8-layout model from the real YOLOX-Nano weights, to test the yolov8 output family.
 
-No YOLOv8 weights ship with the test assets. This graph wraps YOLOX-Nano so that it takes what a YOLOv8
-export takes (RGB scaled to 0..1) and returns what it returns ([N, 4 + 80, anchors] with centre-size
-boxes in input pixels and class scores), so the yolov8 decoder runs on real detections.
+No YOLOv8 weights ship with the test assets. This graph wraps YOLOX-Nano in the input and output of a
+YOLOv8 export: it takes RGB scaled to 0..1 and returns [N, 4 + 80, anchors] with centre-size boxes in
+input pixels and class scores. The yolov8 decoder therefore runs on real detections.
 """
 
 from __future__ import annotations
