@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge.bus.subscriber import FeedMessage, subscribe
-from tests.conftest import PEOPLE_CLIP, PROJECT_ROOT, edge_command, free_port
+from tests.conftest import PEOPLE_CLIP, PROJECT_ROOT, edge_command, free_port, wait_until
 
 RTSP_PASSWORD = "rtsp-Secret-42"
 
@@ -66,15 +65,6 @@ class FeedRecorder:
         self._thread.join(5)
 
 
-def wait_for(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def camera_health(health: dict, camera_id: str) -> dict:
     return next(c for c in health["cameras"] if c["camera_id"] == camera_id)
 
@@ -109,7 +99,7 @@ def daemon_run(rtsp_server, tmp_path_factory):
             and len(recorder.det("file-people")) >= 3
         )
 
-    wait_for(shown_enough, 90)
+    wait_until(shown_enough, 90)
     process.send_signal(signal.SIGTERM)
     try:
         stdout, stderr = process.communicate(timeout=30)

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from edge.models.fetch import fetch
-from edge.models.manifest import AssetError, ManifestEntry, find_file, load_manifest, media_dirs, model_dirs, verify_file
+from edge.models.manifest import AssetError, find_file, load_manifest, media_dirs, model_dirs, verify_file
 
 
-def _search_dirs(entry: ManifestEntry, is_media: bool) -> list[Path]:
+def _search_dirs(is_media: bool) -> list[Path]:
     return media_dirs() if is_media else model_dirs()
 
 
@@ -20,7 +20,7 @@ def run_models_command(args: argparse.Namespace) -> int:
 
     if args.models_command == "list":
         for entry, is_media in rows:
-            found = find_file(entry.file, entry.task, _search_dirs(entry, is_media))
+            found = find_file(entry.file, entry.task, _search_dirs(is_media))
             kind = "media" if is_media else getattr(entry, "family", "")
             print(f"{entry.name:28} {kind:26} {str(found) if found else 'not found':60} {entry.licence}")
         return 0
@@ -28,7 +28,7 @@ def run_models_command(args: argparse.Namespace) -> int:
     if args.models_command == "verify":
         failures = 0
         for entry, is_media in rows:
-            found = find_file(entry.file, entry.task, _search_dirs(entry, is_media))
+            found = find_file(entry.file, entry.task, _search_dirs(is_media))
             if found is None:
                 if args.all:
                     failures += 1

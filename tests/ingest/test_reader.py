@@ -14,7 +14,7 @@ from edge.config.site import CameraConfig, IngestConfig
 from edge.ingest.reader import CameraReader, FrameRateLimiter, ReaderState
 from edge.ingest.redact import redact_url
 from edge.ingest.slot import LatestFrameSlot
-from tests.conftest import CAR_CLIP, PEOPLE_CLIP, free_port
+from tests.conftest import CAR_CLIP, PEOPLE_CLIP, free_port, wait_until
 from tests.support.stall_proxy import SilentServer, StallProxy
 
 FAST_INGEST = IngestConfig(open_timeout_s=3, read_timeout_s=2, backoff_initial_s=0.2, backoff_max_s=0.8)
@@ -51,15 +51,6 @@ def make_reader(source: str, ingest: IngestConfig = FAST_INGEST, **camera_fields
     stop = threading.Event()
     reader = CameraReader(camera, source, ingest, collector.slot, stop)
     return reader, collector, stop
-
-
-def wait_until(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def stop_reader(reader: CameraReader, stop: threading.Event, collector: Collector) -> None:

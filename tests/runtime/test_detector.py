@@ -46,7 +46,7 @@ def detector(yolox_entry) -> Detector:
                     ["cpu"])
 
 
-def match_ground_truth(detections, ground_truth, min_iou: float):
+def match_ground_truth(detections, ground_truth):
     """Return, per ground-truth object, the best IoU among detections of the same class."""
     names = detections.class_names()
     best = []
@@ -62,7 +62,7 @@ def test_bus_image_gives_bus_and_four_people(detector):
     assert names.count("bus") == 1
     assert names.count("person") == 4
     assert len(detections) == 5
-    best = match_ground_truth(detections, BUS_GROUND_TRUTH, 0.6)
+    best = match_ground_truth(detections, BUS_GROUND_TRUTH)
     assert min(best) >= 0.6, list(zip([g[0] for g in BUS_GROUND_TRUTH], best))
 
 
@@ -157,7 +157,7 @@ def test_yolov8_layout_finds_bus_and_people(yolov8_detector):
     names = detections.class_names()
     assert names.count("bus") == 1
     assert names.count("person") >= 3
-    best = match_ground_truth(detections, BUS_GROUND_TRUTH[:4], 0.6)
+    best = match_ground_truth(detections, BUS_GROUND_TRUTH[:4])
     assert min(best) >= 0.6
 
 
