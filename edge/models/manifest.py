@@ -42,6 +42,12 @@ class ModelEntry(ManifestEntry):
     std: tuple[float, float, float]
     letterbox: Literal["top-left", "centre", "none"]
     pad_value: int = Field(ge=0, le=255)
+    charset: str | None = Field(
+        default=None, description="Recognisers only: the character of each output class; index 0 is the CTC blank."
+    )
+    colours: tuple[str, ...] | None = Field(
+        default=None, description="Models with a colour output: the colour name of each output class."
+    )
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,10 @@ def _accepts_batch_of_two(session: ort.InferenceSession) -> bool:
     for value in session.get_inputs():
         shape = [2, *(dim if isinstance(dim, int) else 1 for dim in value.shape[1:])]
         feeds[value.name] = np.zeros(shape, dtype=np.float32)
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # the expected failure of a fixed-batch graph is not an error worth logging
     try:
-        session.run(None, feeds)
+        session.run(None, feeds, quiet)
     except Exception as error:  # noqa: BLE001 - ORT raises several unrelated types for shape mismatches.
         log.debug("batch of two rejected: %s", error)
         return False
@@ -78,6 +80,8 @@ def load_model(path: Path, requested_providers: list[str], intra_op_threads: int
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
+    # Warnings only: some exported graphs list their weights as inputs, and ORT logs one line per weight.
+    options.log_severity_level = 3
     providers = choose_providers(requested_providers)
     made_symbolic = _with_symbolic_batch(model)
     session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
