@@ -82,8 +82,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     try:
         for message in subscribe(args.endpoint, args.topic, args.timeout):
             record = {"topic": message.topic, **message.header}
-            if message.jpeg is not None:
-                record["jpeg_bytes"] = len(message.jpeg)
+            if message.images:
+                record["jpeg_bytes"] = [len(image) for image in message.images]
             print(json.dumps(record, ensure_ascii=False), flush=True)
             received += 1
             if args.count and received >= args.count:
@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("names", nargs="*", help="entry names (default: every entry with a download address)")
     fetch.add_argument("--dir", type=Path, default=None, help="target folder (default: ./models or ./media)")
     models.set_defaults(handler=cmd_models)
+
+    from edge.plates.bench import add_bench_parser
+    from edge.watchlist.cli import add_watchlist_parser
+
+    add_watchlist_parser(commands)
+    add_bench_parser(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The analytics daemon: readers -> batch schedulers -> detector -> publisher, with health and a clean stop."""
+"""The analytics daemon: readers -> batch schedulers -> detector -> later stages -> publisher."""
 
 from __future__ import annotations
 
@@ -7,18 +7,22 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import cv2
-
 from edge import systemd
 from edge.bus.publisher import Publisher
-from edge.bus.schema import TOPIC_DETECTIONS, TOPIC_HEALTH, detections_body
+from edge.bus.schema import TOPIC_HEALTH
 from edge.config import CameraConfig
+from edge.events.plates import PlateEventBuilder
 from edge.ingest.reader import CameraReader
 from edge.ingest.redact import redact_url
-from edge.ingest.slot import FramePacket
-from edge.plan import RunPlan
-from edge.runtime.detector import Detections, Detector
+from edge.plan import PipelinePlan, RunPlan
+from edge.plates.detector import PlateDetector
+from edge.plates.recognizer import PlateRecognizer
+from edge.plates.stage import PlateStage
+from edge.runtime.detector import Detector
+from edge.runtime.pipeline import CameraAnalysis, PipelineRunner
 from edge.runtime.scheduler import BatchScheduler
+from edge.watchlist.plates import PlateWatchlistReloader
+from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +34,20 @@ TICK_S = 0.2
 class CameraRuntime:
     camera: CameraConfig
     reader: CameraReader
-    frames_inferred: int = 0
-    messages_published: int = 0
-    detections_published: int = 0
+    analysis: CameraAnalysis
 
     def counters(self) -> dict:
+        analysis = self.analysis
         return {
             "camera_id": self.camera.id,
             "state": self.reader.state.value,
             **self.reader.counters.snapshot(),
             "frames_dropped": self.reader.slot.dropped,
-            "frames_inferred": self.frames_inferred,
-            "messages_published": self.messages_published,
-            "detections_published": self.detections_published,
+            "frames_inferred": analysis.frames_inferred,
+            "messages_published": analysis.messages_published,
+            "detections_published": analysis.detections_published,
+            "plates_read": analysis.plates_read,
+            "plates_invalid": analysis.plates_invalid,
         }
 
 
@@ -56,48 +61,73 @@ class Daemon:
         self.publisher = Publisher(site.publisher.endpoint, site.box_id, site.publisher.queue_size)
         self.schedulers: dict[str, BatchScheduler] = {}
         self.detectors: dict[str, Detector] = {}
+        self.runners: dict[str, PipelineRunner] = {}
+        self.plate_events: dict[str, PlateEventBuilder] = {}
         self.cameras: dict[str, CameraRuntime] = {}
+        self.watchlist_store: WatchlistStore | None = None
+        self.watchlist: PlateWatchlistReloader | None = None
         self.started_monotonic = time.monotonic()
+
+    def _plate_stage(self, pipeline: PipelinePlan) -> tuple[PlateStage, PlateEventBuilder]:
+        site = self.plan.site
+        stage_config = pipeline.config.plates
+        if self.watchlist is None:
+            store_path = (self.plan.site_path.parent / site.watchlist_db) if site.watchlist_db else None
+            self.watchlist_store = WatchlistStore(store_path)
+            self.watchlist = PlateWatchlistReloader(self.watchlist_store)
+        detector = PlateDetector(pipeline.plate_detector.entry, pipeline.plate_detector.path, site.runtime.providers,
+                                 stage_config.detector_score_threshold)
+        recognizer = PlateRecognizer(pipeline.plate_recognizer.entry, pipeline.plate_recognizer.path,
+                                     site.runtime.providers)
+        watchlist = self.watchlist
+        events = PlateEventBuilder(stage_config, lambda text: watchlist.current().match(text),
+                                   site.publisher.jpeg_quality)
+        return PlateStage(detector, recognizer), events
 
     def _build(self) -> None:
         site = self.plan.site
+        analyses: dict[str, dict[str, CameraAnalysis]] = {name: {} for name in self.plan.pipelines}
+        for camera in site.cameras:
+            if camera.enabled:
+                analyses[camera.pipeline][camera.id] = CameraAnalysis(camera)
+
         for name, pipeline in self.plan.pipelines.items():
             stage = pipeline.config.detect
             detector = Detector(pipeline.model, pipeline.model_path, stage, site.runtime.providers,
                                 site.runtime.intra_op_threads)
             self.detectors[name] = detector
+            plate_stage = plate_events = None
+            if pipeline.config.plates is not None:
+                plate_stage, plate_events = self._plate_stage(pipeline)
+                self.plate_events[name] = plate_events
+            runner = PipelineRunner(pipeline.config, analyses[name], self._publish, site.publisher, plate_stage,
+                                    plate_events)
+            self.runners[name] = runner
             self.schedulers[name] = BatchScheduler(name, detector, stage.batch_size, stage.max_wait_ms,
-                                                   self._on_result, self.stop_event)
+                                                   runner.on_batch, self.stop_event)
+
         for camera in site.cameras:
             if not camera.enabled:
                 continue
             slot = self.schedulers[camera.pipeline].add_slot(camera.id)
             reader = CameraReader(camera, self.plan.sources[camera.id], site.ingest, slot, self.stop_event)
-            self.cameras[camera.id] = CameraRuntime(camera, reader)
+            self.cameras[camera.id] = CameraRuntime(camera, reader, analyses[camera.pipeline][camera.id])
 
-    def _on_result(self, packet: FramePacket, detections: Detections) -> None:
-        runtime = self.cameras[packet.camera_id]
-        runtime.frames_inferred += 1
-        settings = self.plan.site.publisher
-        if not len(detections) and not settings.send_empty_frames:
-            return
-        height, width = packet.frame_bgr.shape[:2]
-        body = detections_body(packet.camera_id, packet.frame_time_utc, width, height, detections)
-        jpeg = None
-        if settings.send_snapshots:
-            ok, encoded = cv2.imencode(".jpg", packet.frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
-            jpeg = encoded.tobytes() if ok else None
-        if self.publisher.publish(TOPIC_DETECTIONS, body, jpeg):
-            runtime.messages_published += 1
-            runtime.detections_published += len(detections)
+    def _publish(self, topic: str, body: dict, images: list[bytes]) -> bool:
+        return self.publisher.publish(topic, body, images)
 
     def health_body(self) -> dict:
-        return {
+        body = {
             "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
             "cameras": [runtime.counters() for runtime in self.cameras.values()],
             "pipelines": {name: s.counters.snapshot() for name, s in self.schedulers.items()},
             "publisher": {"sent": self.publisher.sent, "dropped": self.publisher.dropped},
         }
+        if self.plate_events:
+            body["plates"] = {name: {"plates_published": b.plates_published, "hits_published": b.hits_published}
+                              for name, b in self.plate_events.items()}
+            body["plates"]["watchlist_version"] = self.watchlist.version if self.watchlist else None
+        return body
 
     def _log_summary(self) -> None:
         site = self.plan.site
@@ -105,11 +135,18 @@ class Daemon:
         for name, pipeline in self.plan.pipelines.items():
             detector = self.detectors[name]
             log.info("pipeline %s: model %s (%s) on %s, batch %d, classes %s", name, pipeline.model.name,
-                     pipeline.model_path, detector.provider, detector.max_batch, ", ".join(pipeline.config.detect.classes))
+                     pipeline.model_path, detector.provider, detector.max_batch,
+                     ", ".join(pipeline.config.detect.classes))
+            if pipeline.plate_detector is not None:
+                log.info("pipeline %s: plates with %s and %s, watchlist %s (%d entries)", name,
+                         pipeline.plate_detector.entry.name, pipeline.plate_recognizer.entry.name,
+                         self.watchlist_store.path if self.watchlist_store else "-",
+                         len(self.watchlist.current()) if self.watchlist else 0)
         for runtime in self.cameras.values():
             camera = runtime.camera
-            log.info("%s: '%s' from %s, pipeline %s, max %.1f fps", camera.id, camera.name,
-                     redact_url(runtime.reader.source), camera.pipeline, camera.max_fps)
+            log.info("%s: '%s' from %s, pipeline %s, max %.1f fps%s", camera.id, camera.name,
+                     redact_url(runtime.reader.source), camera.pipeline, camera.max_fps,
+                     ", plate camera" if camera.plate_camera else "")
 
     def run(self, duration_s: float | None = None) -> None:
         """Run until stop_event is set or `duration_s` passes; the caller installs signal handlers."""
@@ -135,6 +172,8 @@ class Daemon:
                 if now >= next_health:
                     self.publisher.publish(TOPIC_HEALTH, self.health_body())
                     next_health = now + health_interval_s
+                if self.watchlist is not None:
+                    self.watchlist.refresh_if_changed()
                 if all(s.is_alive() for s in self.schedulers.values()):
                     systemd.notify("WATCHDOG=1")
         finally:
@@ -152,6 +191,9 @@ class Daemon:
         for scheduler in self.schedulers.values():
             if scheduler.is_alive():
                 scheduler.join(join_timeout_s)
+        # Tracks still open have read plates nobody has heard of yet.
+        for runner in self.runners.values():
+            runner.end_all_tracks()
         self.publisher.publish(TOPIC_HEALTH, self.health_body())
         self.publisher.close()
 
@@ -159,7 +201,7 @@ class Daemon:
 def format_counters(daemon: Daemon) -> str:
     """Render per-camera counters as a fixed-width table for the end of `edge run`."""
     columns = ("camera_id", "state", "frames_decoded", "frames_skipped", "frames_dropped", "frames_inferred",
-               "reconnects", "detections_published", "last_frame_age_s")
+               "reconnects", "detections_published", "plates_read", "last_frame_age_s")
     rows = [[str(runtime.counters()[name]) for name in columns] for runtime in daemon.cameras.values()]
     widths = [max(len(name), *(len(row[i]) for row in rows)) for i, name in enumerate(columns)]
     lines = ["  ".join(name.ljust(widths[i]) for i, name in enumerate(columns))]

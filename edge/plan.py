@@ -16,10 +16,18 @@ from edge.models.manifest import AssetError, ModelEntry, load_manifest, media_di
 
 
 @dataclass(frozen=True)
+class ResolvedModel:
+    entry: ModelEntry
+    path: Path
+
+
+@dataclass(frozen=True)
 class PipelinePlan:
     config: PipelineConfig
     model: ModelEntry
     model_path: Path
+    plate_detector: ResolvedModel | None = None
+    plate_recognizer: ResolvedModel | None = None
 
 
 @dataclass(frozen=True)
@@ -71,14 +79,35 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
     for _, camera in enabled:
         if camera.pipeline in pipelines:
             continue
+        pipeline_path = pipeline_dir / f"{camera.pipeline}.toml"
         try:
             pipeline = load_pipeline(camera.pipeline, pipeline_dir)
-            entry = manifest.model(pipeline.detect.model)
-            pipelines[camera.pipeline] = PipelinePlan(pipeline, entry, resolve_file(entry, search_model_dirs))
         except ConfigError as error:
             issues.extend(error.issues)
-        except AssetError as error:
-            issues.append(issue(pipeline_dir / f"{camera.pipeline}.toml", "detect.model", str(error)))
+            continue
+
+        def resolve(field_path: str, name: str) -> ResolvedModel | None:
+            try:
+                entry = manifest.model(name)
+                return ResolvedModel(entry, resolve_file(entry, search_model_dirs))
+            except AssetError as error:
+                issues.append(issue(pipeline_path, field_path, str(error)))
+                return None
+
+        detect = resolve("detect.model", pipeline.detect.model)
+        plate_detector = plate_recognizer = None
+        if pipeline.plates is not None:
+            plate_detector = resolve("plates.detector", pipeline.plates.detector)
+            plate_recognizer = resolve("plates.recognizer", pipeline.plates.recognizer)
+        if detect is not None:
+            pipelines[camera.pipeline] = PipelinePlan(pipeline, detect.entry, detect.path, plate_detector,
+                                                      plate_recognizer)
+
+    for index, camera in enabled:
+        plan = pipelines.get(camera.pipeline)
+        if camera.plate_camera and plan is not None and plan.config.plates is None:
+            issues.append(issue(site_path, f"cameras[{index}].plate_camera", f"pipeline '{camera.pipeline}' has no "
+                                "[plates] stage; use a pipeline with one, such as 'plates'", True))
 
     sources: dict[str, str] = {}
     for index, camera in enabled:

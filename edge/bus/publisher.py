@@ -26,11 +26,11 @@ class PublisherError(Exception):
 class _Outgoing:
     topic: str
     body: dict
-    jpeg: bytes | None
+    images: tuple[bytes, ...]
 
 
 class Publisher:
-    """Sends `[topic, header JSON, optional JPEG]`; the header gets schema, publisher id, sequence and sent time.
+    """Sends `[topic, header JSON, JPEG images...]`; the header gets schema, publisher id, sequence and sent time.
 
     Sequence numbers are assigned on the socket thread in send order, so a gap in the numbers a subscriber
     receives means it missed messages. ZeroMQ PUB never blocks: a slow subscriber loses messages at its high-water mark.
@@ -54,10 +54,10 @@ class Publisher:
         if self._bind_error is not None:
             raise PublisherError(self._bind_error)
 
-    def publish(self, topic: str, body: dict, jpeg: bytes | None = None) -> bool:
-        """Queue a message; return False and count it as dropped when the queue is full."""
+    def publish(self, topic: str, body: dict, images: list[bytes] | tuple[bytes, ...] = ()) -> bool:
+        """Queue a message with its JPEG images; return False and count it as dropped when the queue is full."""
         try:
-            self._queue.put_nowait(_Outgoing(topic, body, jpeg))
+            self._queue.put_nowait(_Outgoing(topic, body, tuple(images)))
         except queue.Full:
             self.dropped += 1
             return False
@@ -99,9 +99,7 @@ class Publisher:
             "sent_at": utc_iso(time.time()),
             **message.body,
         }
-        frames = [message.topic.encode("utf-8"), encode_header(header)]
-        if message.jpeg is not None:
-            frames.append(message.jpeg)
+        frames = [message.topic.encode("utf-8"), encode_header(header), *message.images]
         try:
             socket.send_multipart(frames, flags=zmq.NOBLOCK)
             self.sent += 1

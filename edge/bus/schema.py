@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from edge.runtime.detector import Detections
@@ -18,7 +19,7 @@ def utc_iso(epoch_s: float) -> str:
 
 
 def detections_body(camera_id: str, frame_time_utc: float, frame_width: int, frame_height: int,
-                    detections: Detections) -> dict:
+                    detections: Detections, track_ids: Sequence[int] | None = None) -> dict:
     """Build the topic-specific part of a 'det' header; the publisher adds schema, publisher and sequence."""
     return {
         "camera_id": camera_id,
@@ -29,9 +30,10 @@ def detections_body(camera_id: str, frame_time_utc: float, frame_width: int, fra
                 "class": name,
                 "score": round(float(score), 4),
                 "box_xyxy": [round(float(v), 1) for v in box],
-                "track_id": None,
+                "track_id": int(track_id) if track_id >= 0 else None,
             }
-            for name, score, box in zip(detections.class_names(), detections.scores, detections.boxes_xyxy)
+            for name, score, box, track_id in zip(detections.class_names(), detections.scores, detections.boxes_xyxy,
+                                                  track_ids if track_ids is not None else [-1] * len(detections))
         ],
     }
 

@@ -15,7 +15,12 @@ from edge.bus.schema import decode_header
 class FeedMessage:
     topic: str
     header: dict
-    jpeg: bytes | None
+    images: list[bytes]  # JPEG parts after the header: the frame snapshot first, then any crops
+
+    @property
+    def jpeg(self) -> bytes | None:
+        """The frame snapshot, when the message carries one."""
+        return self.images[0] if self.images else None
 
 
 def subscribe(endpoint: str, topics: list[str], timeout_s: float | None = None,
@@ -42,7 +47,7 @@ def subscribe(endpoint: str, topics: list[str], timeout_s: float | None = None,
             yield FeedMessage(
                 topic=frames[0].decode("utf-8"),
                 header=decode_header(frames[1]),
-                jpeg=frames[2] if len(frames) > 2 else None,
+                images=frames[2:],
             )
     finally:
         socket.close()

@@ -58,8 +58,46 @@ class DetectStage(StrictModel):
         return classes
 
 
+VEHICLE_CLASSES = ("car", "bus", "truck", "motorcycle")
+
+
+class PlateStage(StrictModel):
+    """Licence plates on vehicle crops (or whole frames of plate cameras), voted per vehicle track."""
+
+    detector: str = Field(min_length=1, description="Plate detector model name from models/manifest.toml.")
+    recognizer: str = Field(min_length=1, description="Plate recogniser model name from models/manifest.toml.")
+    vehicle_classes: list[str] = Field(
+        default=["car", "bus", "truck"], min_length=1, description="Detected classes searched for plates."
+    )
+    min_vehicle_width_px: int = Field(
+        default=80, ge=16, le=4000,
+        description="Narrower vehicles are skipped; lower it for distant cameras at the cost of unreadable plates.",
+    )
+    detector_score_threshold: float = Field(default=0.3, gt=0, lt=1, description="Minimum plate detection score.")
+    min_reads: int = Field(
+        default=3, ge=1, le=50,
+        description="Valid reads of a track before its plate is published; more reads give a steadier vote but later.",
+    )
+    min_confidence: float = Field(
+        default=0.6, ge=0, le=1,
+        description="Vote confidence needed to publish before the track ends; a track that ends publishes what it has.",
+    )
+    max_reads_per_track: int = Field(
+        default=20, ge=1, le=500, description="Reads kept per track; older reads are dropped to bound memory."
+    )
+
+    @field_validator("vehicle_classes")
+    @classmethod
+    def _check_vehicle_classes(cls, classes: list[str]) -> list[str]:
+        unknown = [name for name in classes if name not in VEHICLE_CLASSES]
+        if unknown:
+            raise ValueError(f"{unknown} are not vehicle classes; allowed: {', '.join(VEHICLE_CLASSES)}")
+        return classes
+
+
 class PipelineConfig(StrictModel):
     """One pipeline file."""
 
     name: str = Field(pattern=r"^[a-z0-9_-]+$", description="Pipeline name; cameras refer to it.")
     detect: DetectStage
+    plates: PlateStage | None = None

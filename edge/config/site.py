@@ -46,6 +46,11 @@ class CameraConfig(StrictModel):
         description="File sources only: pace frames to their timestamps; false reads as fast as possible.",
     )
     loop: bool = Field(default=False, description="File sources only: start again from the beginning at the end.")
+    plate_camera: bool = Field(
+        default=False,
+        description="A dedicated plate camera: search whole frames for plates instead of vehicle crops; its "
+        "pipeline needs a [plates] stage.",
+    )
 
     @field_validator("source")
     @classmethod
@@ -148,6 +153,11 @@ class SiteConfig(StrictModel):
     )
     pipeline_dir: str | None = Field(
         default=None, description="Folder with pipeline files; when unset, the pipelines/ folder of this project."
+    )
+    watchlist_db: str | None = Field(
+        default=None,
+        description="SQLite watchlist database that `edge watchlist` writes; when unset, "
+        "$EDGE_DATA_DIR/watchlists.sqlite, else data/watchlists.sqlite in the working directory.",
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="Cameras this box reads.")
     ingest: IngestConfig = IngestConfig()

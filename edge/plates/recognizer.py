@@ -123,5 +123,5 @@ class PlateRecognizer:
             if colours is not None:
                 best = int(colours[index].argmax())
                 colour, colour_score = self.entry.colours[best], float(colours[index, best])
-            reads.append(PlateRead(text=text.strip(), char_probs=char_probs, colour=colour, colour_score=colour_score))
+            reads.append(PlateRead(text=text, char_probs=char_probs, colour=colour, colour_score=colour_score))
         return reads

@@ -17,13 +17,15 @@ log = logging.getLogger(__name__)
 
 # How often an idle scheduler wakes to check for stop.
 IDLE_POLL_S = 0.25
+ERROR_LOG_EVERY = 100
 
 
 class BatchDetector(Protocol):
     def detect(self, frames_bgr: list[np.ndarray]) -> list[Detections]: ...
 
 
-ResultHandler = Callable[[FramePacket, Detections], None]
+# Receives every frame of one inference call with its detections, in the same order.
+BatchHandler = Callable[[list[FramePacket], list[Detections]], None]
 
 
 @dataclass
@@ -44,13 +46,13 @@ class BatchScheduler(threading.Thread):
     """Takes the newest frame of each camera, up to `batch_size` per call, serving cameras in rotation."""
 
     def __init__(self, name: str, detector: BatchDetector, batch_size: int, max_wait_ms: float,
-                 on_result: ResultHandler, stop: threading.Event):
+                 on_batch: BatchHandler, stop: threading.Event):
         super().__init__(name=f"scheduler-{name}", daemon=True)
         self.pipeline_name = name
         self.detector = detector
         self.batch_size = batch_size
         self.max_wait_s = max_wait_ms / 1000
-        self.on_result = on_result
+        self.on_batch = on_batch
         self.stop_event = stop
         self.ready = threading.Condition()
         self.slots: list[LatestFrameSlot] = []
@@ -105,13 +107,22 @@ class BatchScheduler(threading.Thread):
         try:
             results = self.detector.detect([packet.frame_bgr for packet in batch])
         except Exception:  # noqa: BLE001 - one bad batch must not stop detection for every camera.
-            self.counters.errors += 1
-            log.exception("%s: inference failed for cameras %s; continuing with the next batch",
-                          batch[0].camera_id, ", ".join(p.camera_id for p in batch))
+            self._log_failure("inference", batch)
             return
         self.counters.inference_s += time.perf_counter() - started
         self.counters.batches += 1
         self.counters.frames += len(batch)
         self.last_batch_monotonic = time.monotonic()
-        for packet, detections in zip(batch, results):
-            self.on_result(packet, detections)
+        try:
+            self.on_batch(batch, results)
+        except Exception:  # noqa: BLE001 - a failing later stage must not stop detection for every camera.
+            self._log_failure("processing results", batch)
+
+    def _log_failure(self, step: str, batch: list[FramePacket]) -> None:
+        """Log the first failure with its traceback, then every 100th, because a broken stage fails every batch."""
+        self.counters.errors += 1
+        if self.counters.errors % ERROR_LOG_EVERY != 1:
+            return
+        log.error("%s: %s failed for cameras %s (failure %d); continuing with the next batch",
+                  batch[0].camera_id, step, ", ".join(p.camera_id for p in batch), self.counters.errors,
+                  exc_info=True)

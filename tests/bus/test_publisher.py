@@ -26,7 +26,7 @@ def sample_detections() -> Detections:
     )
 
 
-def publish_until_received(publisher: Publisher, endpoint: str, topic: str, body: dict, jpeg: bytes | None = None,
+def publish_until_received(publisher: Publisher, endpoint: str, topic: str, body: dict, images: tuple = (),
                            wanted: int = 1, topics: list[str] | None = None):
     """Publish repeatedly until the subscriber has `wanted` messages; PUB drops what it sends before SUB joins."""
     received = []
@@ -40,7 +40,7 @@ def publish_until_received(publisher: Publisher, endpoint: str, topic: str, body
     consumer = threading.Thread(target=consume)
     consumer.start()
     while consumer.is_alive():
-        publisher.publish(topic, body, jpeg)
+        publisher.publish(topic, body, images)
         time.sleep(0.02)
     return received
 
@@ -56,7 +56,7 @@ def publisher():
 
 def test_det_message_layout(publisher):
     body = detections_body("cam-1", 1_700_000_000.25, 768, 432, sample_detections())
-    (message,) = publish_until_received(publisher, publisher.endpoint, "det", body, jpeg=b"\xff\xd8jpeg")
+    (message,) = publish_until_received(publisher, publisher.endpoint, "det", body, images=(b"\xff\xd8jpeg",))
     assert message.topic == "det"
     header = message.header
     assert header["schema"] == SCHEMA_VERSION
@@ -112,7 +112,7 @@ def test_subscribe_cli_prints_json_lines(publisher):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     body = detections_body("cam-7", time.time(), 640, 480, sample_detections())
     while process.poll() is None:
-        publisher.publish("det", body, b"jpegbytes")
+        publisher.publish("det", body, [b"jpegbytes", b"crop"])
         time.sleep(0.05)
     lines = process.stdout.read().splitlines()
     assert process.returncode == 0, process.stderr.read()
@@ -120,7 +120,7 @@ def test_subscribe_cli_prints_json_lines(publisher):
     record = json.loads(lines[0])
     assert record["topic"] == "det"
     assert record["camera_id"] == "cam-7"
-    assert record["jpeg_bytes"] == 9
+    assert record["jpeg_bytes"] == [9, 4]
 
 
 def test_subscribe_cli_times_out_with_error():

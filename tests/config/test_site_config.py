@@ -129,11 +129,11 @@ def test_missing_source_file_reported(tmp_path):
 
 
 def test_unknown_pipeline_lists_available(tmp_path):
-    text = VALID_CAMERA + 'pipeline = "plates"\n'
+    text = VALID_CAMERA + 'pipeline = "faces"\n'
     with pytest.raises(ConfigError) as caught:
         build_plan(write(tmp_path, text))
-    assert "pipeline 'plates' not found" in str(caught.value)
-    assert "available: detect" in str(caught.value)
+    assert "pipeline 'faces' not found" in str(caught.value)
+    assert "available: detect, plates" in str(caught.value)
 
 
 def test_invalid_pipeline_values_reported(tmp_path):
@@ -164,3 +164,40 @@ def test_check_config_cli_accepts_demo():
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "OK, 2 enabled camera(s)" in result.stdout
+
+
+def test_plate_camera_needs_plate_stage(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        build_plan(write(tmp_path, VALID_CAMERA + "plate_camera = true\n"))
+    assert "cameras[0].plate_camera = True: pipeline 'detect' has no [plates] stage" in str(caught.value)
+
+
+def test_plates_pipeline_resolves_models(tmp_path):
+    plan = build_plan(write(tmp_path, VALID_CAMERA + 'pipeline = "plates"\nplate_camera = true\n'))
+    pipeline = plan.pipelines["plates"]
+    assert pipeline.plate_detector.entry.name == "hyperlpr3_y5fu_320"
+    assert pipeline.plate_recognizer.entry.name == "wq_plate_rec_color"
+
+
+def write_plate_pipeline(tmp_path, plates_section: str) -> Path:
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    write(pipelines, '[detect]\nmodel = "yolox_nano_416"\n\n[plates]\n' + plates_section, "lpr.toml")
+    return write(tmp_path, 'pipeline_dir = "pipelines"\n' + VALID_CAMERA + 'pipeline = "lpr"\n')
+
+
+def test_non_vehicle_plate_class_rejected(tmp_path):
+    path = write_plate_pipeline(tmp_path, 'detector = "hyperlpr3_y5fu_320"\nrecognizer = "wq_plate_rec_color"\n'
+                                'vehicle_classes = ["car", "person"]\n')
+    with pytest.raises(ConfigError) as caught:
+        build_plan(path)
+    assert "plates.vehicle_classes" in str(caught.value)
+    assert "['person'] are not vehicle classes" in str(caught.value)
+
+
+def test_unknown_plate_model_reported(tmp_path):
+    path = write_plate_pipeline(tmp_path, 'detector = "lpr_huge"\nrecognizer = "wq_plate_rec_color"\n')
+    with pytest.raises(ConfigError) as caught:
+        build_plan(path)
+    assert "lpr.toml: plates.detector" in str(caught.value)
+    assert "model 'lpr_huge' is not in" in str(caught.value)

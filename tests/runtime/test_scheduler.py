@@ -53,7 +53,8 @@ def test_cameras_share_calls_and_rotate(real_detector):
     results: list[tuple[str, int]] = []
     stop = threading.Event()
     scheduler = BatchScheduler("detect", detector, batch_size=4, max_wait_ms=100,
-                               on_result=lambda packet, dets: results.append((packet.camera_id, len(dets))),
+                               on_batch=lambda packets, dets: results.extend(
+                                   (packet.camera_id, len(d)) for packet, d in zip(packets, dets)),
                                stop=stop)
     camera_ids = [f"cam-{i}" for i in range(6)]
     for camera_id in camera_ids:
@@ -89,7 +90,8 @@ def test_inference_error_is_counted_and_survived():
     stop = threading.Event()
     delivered = []
     scheduler = BatchScheduler("detect", FailingOnce(), batch_size=1, max_wait_ms=0,
-                               on_result=lambda packet, dets: delivered.append(packet.frame_index), stop=stop)
+                               on_batch=lambda packets, dets: delivered.extend(p.frame_index for p in packets),
+                               stop=stop)
     slot = scheduler.add_slot("cam")
     scheduler.start()
     try:

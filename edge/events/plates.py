@@ -1,0 +1,126 @@
+"""Plate events: one `plate` message per vehicle track, and one `hit.plate` per watchlist entry it matches."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from edge.bus.schema import utc_iso
+from edge.config.pipeline import PlateStage
+from edge.events.snapshot import encode_jpeg
+from edge.plates.vote import PlateObservation, PlateVote, TrackVotes
+
+log = logging.getLogger(__name__)
+
+TOPIC_PLATE = "plate"
+TOPIC_PLATE_HIT = "hit.plate"
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    topic: str
+    body: dict
+    images: list[bytes]  # JPEG frame snapshot, then JPEG plate crop
+
+
+@dataclass
+class _CameraState:
+    votes: dict[int, TrackVotes] = field(default_factory=dict)
+    published: set[int] = field(default_factory=set)  # live tracks whose plate went out already
+
+
+def _round_points(points) -> list[list[float]]:
+    return [[round(float(x), 1), round(float(y), 1)] for x, y in points]
+
+
+def plate_body(camera_id: str, track_id: int, vote: PlateVote) -> dict:
+    best = vote.best
+    return {
+        "camera_id": camera_id,
+        "track_id": track_id,
+        "frame_time": utc_iso(best.frame_time_utc),
+        "plate": {
+            "text": vote.text,
+            "type": vote.plate_type,
+            "colour": vote.colour,
+            "confidence": round(vote.confidence, 4),
+            "reads": vote.reads,
+            "double_row": best.result.double_row,
+            "corners_xy": _round_points(best.result.corners_xy),
+        },
+        "vehicle": {
+            "class": best.vehicle_class,
+            "box_xyxy": [round(float(v), 1) for v in best.vehicle_box_xyxy],
+        },
+    }
+
+
+def watchlist_fields(match) -> dict:
+    entry = match.entry
+    return {
+        "entry_id": entry.id,
+        "pattern": entry.pattern,
+        "list_name": entry.list_name,
+        "reason": entry.reason,
+        "max_edits": entry.max_edits,
+        "distance": match.distance,
+    }
+
+
+class PlateEventBuilder:
+    """Collects reads per (camera, track), decides when a track's plate is settled, and builds its messages.
+
+    A track's plate goes out once: as soon as `min_reads` valid reads agree with `min_confidence`, or when the
+    track ends with anything valid read.
+    """
+
+    def __init__(self, stage: PlateStage, match_watchlist: Callable[[str], list], jpeg_quality: int = 85):
+        self.stage = stage
+        self.match_watchlist = match_watchlist
+        self.jpeg_quality = jpeg_quality
+        self._cameras: dict[str, _CameraState] = {}
+        self.plates_published = 0
+        self.hits_published = 0
+
+    def is_settled(self, camera_id: str, track_id: int) -> bool:
+        """True when the track's plate was published, so reading it again is wasted work."""
+        state = self._cameras.get(camera_id)
+        return state is not None and track_id in state.published
+
+    def on_frame(self, camera_id: str, observations: dict[int, list[PlateObservation]],
+                 ended_track_ids: list[int]) -> list[FeedEvent]:
+        state = self._cameras.setdefault(camera_id, _CameraState())
+        events: list[FeedEvent] = []
+        for track_id, track_observations in observations.items():
+            if track_id in state.published:
+                continue
+            votes = state.votes.setdefault(track_id, TrackVotes(self.stage.max_reads_per_track))
+            for observation in track_observations:
+                votes.add(observation)
+            vote = votes.vote()
+            if vote and vote.reads >= self.stage.min_reads and vote.confidence >= self.stage.min_confidence:
+                events += self._publish(camera_id, track_id, vote, state)
+        for track_id in ended_track_ids:
+            votes = state.votes.pop(track_id, None)
+            if track_id not in state.published and votes is not None:
+                vote = votes.vote()
+                if vote is not None:
+                    events += self._publish(camera_id, track_id, vote, state)
+            state.published.discard(track_id)
+        return events
+
+    def _publish(self, camera_id: str, track_id: int, vote: PlateVote, state: _CameraState) -> list[FeedEvent]:
+        state.published.add(track_id)
+        state.votes.pop(track_id, None)
+        body = plate_body(camera_id, track_id, vote)
+        images = [encode_jpeg(vote.best.frame_bgr, self.jpeg_quality),
+                  encode_jpeg(vote.best.result.plate_bgr, self.jpeg_quality)]
+        events = [FeedEvent(TOPIC_PLATE, body, images)]
+        self.plates_published += 1
+        for match in self.match_watchlist(vote.text):
+            events.append(FeedEvent(TOPIC_PLATE_HIT, {**body, "watchlist": watchlist_fields(match)}, images))
+            self.hits_published += 1
+            log.info("%s: plate %s on track %d matches watchlist '%s' entry %s", camera_id, vote.text, track_id,
+                     match.entry.list_name, match.entry.id)
+        return events

@@ -1,0 +1,1 @@
+"""Licence plates: detect, rectify, read, validate and vote per vehicle track."""

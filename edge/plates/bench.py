@@ -1,0 +1,172 @@
+"""`edge bench plates`: accuracy and speed of the plate stage on a folder of labelled images."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.models.manifest import AssetError, load_manifest, model_dirs, resolve_file
+from edge.plates.detector import PlateDetector
+from edge.plates.recognizer import PlateRecognizer
+from edge.plates.stage import PlateRegion, PlateStage
+
+LABEL_SEPARATOR = ";"  # one image may show several plates
+
+
+@dataclass
+class ImageOutcome:
+    file: str
+    expected: list[str]
+    read: list[str]
+    invalid: list[str]
+    exact: bool
+
+
+@dataclass
+class BenchReport:
+    detector: str
+    recognizer: str
+    images: int = 0
+    plates_expected: int = 0
+    exact_images: int = 0
+    characters_expected: int = 0
+    characters_correct: int = 0
+    provinces_correct: int = 0
+    reads: int = 0
+    invalid_reads: int = 0
+    seconds: float = 0.0
+    outcomes: list[ImageOutcome] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "detector": self.detector,
+            "recognizer": self.recognizer,
+            "images": self.images,
+            "plates": self.plates_expected,
+            "exact_plate_rate": _ratio(self.exact_images, self.images),
+            "character_accuracy": _ratio(self.characters_correct, self.characters_expected),
+            "province_accuracy": _ratio(self.provinces_correct, self.plates_expected),
+            "invalid_read_rate": _ratio(self.invalid_reads, self.reads),
+            "ms_per_plate": round(1000 * self.seconds / max(self.plates_expected, 1), 2),
+        }
+
+
+def _ratio(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
+def read_labels(labels_path: Path) -> dict[str, list[str]]:
+    """Read `file,plate,...` rows; `plate` may list several plates separated by ';'."""
+    with labels_path.open(encoding="utf-8-sig", newline="") as file:
+        reader = csv.DictReader(file)
+        missing = {"file", "plate"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{labels_path} has no column {', '.join(sorted(missing))}; expected a header "
+                             "with at least file,plate")
+        return {row["file"]: [p.strip() for p in row["plate"].split(LABEL_SEPARATOR) if p.strip()] for row in reader}
+
+
+def score_image(report: BenchReport, file_name: str, expected: list[str], valid_reads: list[str],
+                invalid_reads: list[str]) -> None:
+    """Pair each expected plate with its closest valid read and count characters and provinces."""
+    remaining = list(valid_reads)
+    for plate in expected:
+        report.plates_expected += 1
+        report.characters_expected += len(plate)
+        if not remaining:
+            continue
+        closest = min(remaining, key=lambda read: edit_distance(read, plate))
+        remaining.remove(closest)
+        report.characters_correct += max(0, len(plate) - edit_distance(closest, plate))
+        report.provinces_correct += closest[:1] == plate[:1]
+    exact = sorted(valid_reads) == sorted(expected)
+    report.exact_images += exact
+    report.outcomes.append(ImageOutcome(file_name, expected, valid_reads, invalid_reads, exact))
+
+
+def run_bench(stage: PlateStage, images_dir: Path, labels: dict[str, list[str]], report: BenchReport,
+              crops: bool = False) -> BenchReport:
+    for file_name, expected in labels.items():
+        image = cv2.imread(str(images_dir / file_name))
+        if image is None:
+            raise ValueError(f"cannot read {images_dir / file_name} as an image; check the labels file")
+        height, width = image.shape[:2]
+        started = time.perf_counter()
+        if crops:
+            results = stage.read_upright([image])
+        else:
+            results = stage.read([PlateRegion(image, np.array([0, 0, width, height], dtype=np.float32))])
+        report.seconds += time.perf_counter() - started
+        report.images += 1
+        report.reads += len(results)
+        report.invalid_reads += sum(not r.valid for r in results)
+        score_image(report, file_name, expected, [r.text for r in results if r.valid],
+                    [r.read.text for r in results if not r.valid])
+    return report
+
+
+def cmd_bench_plates(args: argparse.Namespace) -> int:
+    manifest = load_manifest()
+    try:
+        labels = read_labels(args.labels)
+        detector_entry, recognizer_entry = manifest.model(args.detector), manifest.model(args.recognizer)
+        detector = PlateDetector(detector_entry, resolve_file(detector_entry, model_dirs()), args.providers)
+        recognizer = PlateRecognizer(recognizer_entry, resolve_file(recognizer_entry, model_dirs()), args.providers)
+        stage = PlateStage(detector, recognizer)
+        # One untimed image first, so session start-up is not charged to the first plate.
+        first = next(iter(labels), None)
+        warm_up = cv2.imread(str(args.images / first)) if first else None
+        if warm_up is not None:
+            stage.read([PlateRegion(warm_up, np.array([0, 0, 10, 10], dtype=np.float32))])
+        report = run_bench(stage, args.images, labels, BenchReport(args.detector, args.recognizer), args.crops)
+    except (AssetError, ValueError, OSError) as error:
+        print(f"bench failed: {error}", file=sys.stderr)
+        return 2
+
+    if args.json:
+        print(json.dumps({**report.summary(), "images_detail": [asdict(o) for o in report.outcomes]},
+                         ensure_ascii=False, indent=2))
+        return 0
+    for outcome in report.outcomes:
+        mark = "OK  " if outcome.exact else "MISS"
+        invalid = f"  invalid: {', '.join(outcome.invalid)}" if outcome.invalid else ""
+        print(f"{mark} {outcome.file}: expected {', '.join(outcome.expected)}; read {', '.join(outcome.read) or '-'}"
+              f"{invalid}")
+    for key, value in report.summary().items():
+        print(f"{key:20} {value}")
+    return 0
+
+
+def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
+    bench = subparsers.add_parser("bench", help="measure accuracy and speed of a stage")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    plates = bench_commands.add_parser("plates", help="plate reading on a folder of labelled images")
+    plates.add_argument("--images", type=Path, required=True, help="folder with the images")
+    plates.add_argument("--labels", type=Path, required=True,
+                        help="CSV with columns file,plate (several plates in one image separated by ';')")
+    plates.add_argument("--detector", default="hyperlpr3_y5fu_320", help="plate detector model name")
+    plates.add_argument("--recognizer", default="wq_plate_rec_color", help="plate recogniser model name")
+    plates.add_argument("--providers", nargs="+", default=["cpu"], choices=["tensorrt", "cuda", "cpu"],
+                        help="ONNX Runtime providers in order of preference (default: cpu)")
+    plates.add_argument("--crops", action="store_true",
+                        help="the images are tight single-row plate crops: skip plate detection")
+    plates.add_argument("--json", action="store_true", help="print the results as JSON")
+    plates.set_defaults(handler=cmd_bench_plates)

@@ -1,0 +1,1 @@
+"""Per-camera object tracking: stable track ids across frames."""

@@ -1,0 +1,180 @@
+"""`edge watchlist plates add|remove|list|import` and `edge watchlist audit`.
+
+Exit codes: 0 on success, 1 for invalid input (a bad value, an unknown entry, CSV rows rejected),
+2 when the database cannot be opened, read or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import unicodedata
+from dataclasses import asdict
+from pathlib import Path
+
+from edge.watchlist.plates import MAX_EDITS_LIMIT, InvalidEntryError, PlateEntry
+from edge.watchlist.store import AuditRecord, WatchlistStore, WatchlistStoreError
+
+
+def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `watchlist` command to `subparsers`, with `run_watchlist_command` as its handler."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", type=Path, default=None, metavar="PATH",
+                        help="watchlist database (default: $EDGE_DATA_DIR/watchlists.sqlite, "
+                             "else ./data/watchlists.sqlite)")
+    common.add_argument("--actor", default=None, metavar="NAME",
+                        help="person recorded in the audit log for changes (default: the OS user name)")
+
+    watchlist = subparsers.add_parser("watchlist", help="manage the plate watchlist and read its audit log")
+    watchlist_commands = watchlist.add_subparsers(dest="watchlist_command", required=True)
+
+    plates = watchlist_commands.add_parser("plates", help="add, remove, list or import watched plates")
+    plates_commands = plates.add_subparsers(dest="plates_command", required=True)
+
+    add = plates_commands.add_parser(
+        "add", parents=[common], help="watch a plate pattern",
+        description="Watch a plate pattern. '*' matches any run of characters, '?' exactly one; "
+                    "spaces, '·' and '-' are removed and full-width characters converted.",
+    )
+    add.add_argument("pattern", help="plate or pattern, such as 苏B12345 or 苏B*123")
+    add.add_argument("--reason", required=True, help="why the plate is watched, such as a case number")
+    add.add_argument("--list", dest="list_name", required=True, metavar="NAME",
+                     help="list the entry belongs to, such as stolen-vehicles")
+    add.add_argument("--max-edits", type=int, default=0, metavar="N",
+                     help=f"OCR character errors to tolerate, 0 to {MAX_EDITS_LIMIT} (default 0)")
+
+    remove = plates_commands.add_parser("remove", parents=[common], help="stop watching an entry")
+    remove.add_argument("target", metavar="ID|PATTERN",
+                        help="entry id from `list`, or a pattern to remove from every list; digits only "
+                             "are read as an id")
+
+    listing = plates_commands.add_parser("list", parents=[common], help="list the watched plates")
+    listing.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+
+    import_ = plates_commands.add_parser(
+        "import", parents=[common], help="add the rows of a CSV file",
+        description="Add the rows of a UTF-8 CSV file with the header pattern,reason,list_name,max_edits. "
+                    "Valid rows are loaded even when others are rejected; rejected rows are listed "
+                    "with their line numbers and the exit code is then 1.",
+    )
+    import_.add_argument("file", type=Path, metavar="FILE.csv", help="CSV file to import")
+
+    audit = watchlist_commands.add_parser("audit", parents=[common], help="print the latest watchlist changes")
+    audit.add_argument("--limit", type=int, default=50, metavar="N", help="rows to print, newest first (default 50)")
+    audit.add_argument("--json", action="store_true", help="print one JSON object per row with the full detail")
+
+    watchlist.set_defaults(handler=run_watchlist_command)
+    return watchlist
+
+
+def run_watchlist_command(args: argparse.Namespace) -> int:
+    """Run a parsed `watchlist` command and return its exit code. Errors go to stderr."""
+    try:
+        store = WatchlistStore(args.db)
+        if args.watchlist_command == "audit":
+            return _print_audit(store.audit_log(args.limit), args.json)
+        if args.plates_command == "add":
+            entry = store.add_plate(args.pattern, args.reason, args.list_name, args.max_edits, actor=args.actor)
+            print(f"added entry {entry.id}: {entry.pattern} (max_edits {entry.max_edits}) "
+                  f"on list '{entry.list_name}'")
+            return 0
+        if args.plates_command == "remove":
+            return _remove(store, args.target, args.actor)
+        if args.plates_command == "list":
+            return _print_entries(store, args.json)
+        return _import(store, args.file, args.actor)
+    except InvalidEntryError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except WatchlistStoreError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+
+def _remove(store: WatchlistStore, target: str, actor: str | None) -> int:
+    # Digits only are read as an id. A pattern of digits only is valid but can be removed only by its id.
+    key: int | str = int(target) if target.isascii() and target.isdigit() else target
+    removed = store.remove_plate(key, actor=actor)
+    if removed == 0:
+        description = f"id {key}" if isinstance(key, int) else f"pattern '{target}'"
+        print(f"no watchlist entry with {description} in {store.path}; `edge watchlist plates list` shows the entries",
+              file=sys.stderr)
+        return 1
+    print(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")
+    return 0
+
+
+def _import(store: WatchlistStore, path: Path, actor: str | None) -> int:
+    report = store.import_plates_csv(path, actor=actor)
+    for row in report.rejected:
+        print(f"{path}:{row.line}: {row.message}", file=sys.stderr)
+    print(f"loaded {len(report.loaded)} entries from {path}, rejected {len(report.rejected)} rows")
+    return 1 if report.rejected else 0
+
+
+def _print_entries(store: WatchlistStore, as_json: bool) -> int:
+    entries = store.list_plates()
+    if as_json:
+        print(json.dumps([asdict(entry) for entry in entries], ensure_ascii=False, indent=2))
+        return 0
+    if not entries:
+        print(f"no watchlist entries in {store.path}")
+        return 0
+    header = ("ID", "PATTERN", "MAX_EDITS", "LIST", "REASON", "CREATED_AT", "CREATED_BY")
+    _print_table([header, *(_entry_row(entry) for entry in entries)])
+    return 0
+
+
+def _entry_row(entry: PlateEntry) -> tuple[str, ...]:
+    return (str(entry.id), entry.pattern, str(entry.max_edits), entry.list_name, entry.reason, entry.created_at,
+            entry.created_by)
+
+
+def _print_audit(records: list[AuditRecord], as_json: bool) -> int:
+    if as_json:
+        for record in records:
+            print(json.dumps(asdict(record), ensure_ascii=False))
+        return 0
+    rows = [("ID", "AT", "ACTOR", "ACTION", "DETAIL")]
+    rows += [(str(r.id), r.at, r.actor, r.action, _summarise_detail(r)) for r in records]
+    _print_table(rows)
+    return 0
+
+
+def _summarise_detail(record: AuditRecord) -> str:
+    """Shorten an audit row's detail to one line. `audit --json` prints all of it."""
+    detail = record.detail
+    if record.action == "plate.add":
+        return (f"entry {detail['id']} {detail['pattern']} max_edits {detail['max_edits']} "
+                f"on '{detail['list_name']}': {detail['reason']}")
+    if record.action == "plate.remove":
+        removed = ", ".join(f"entry {e['id']} {e['pattern']} on '{e['list_name']}'" for e in detail["removed"])
+        return f"removed {removed}"
+    return (f"{detail['file']} (sha256 {detail['sha256'][:12]}): {detail['loaded']} loaded, "
+            f"{len(detail['rejected_lines'])} rejected")
+
+
+def _display_width(text: str) -> int:
+    # Chinese characters take two terminal columns.
+    return sum(2 if unicodedata.east_asian_width(character) in ("W", "F") else 1 for character in text)
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(_display_width(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell + " " * (width - _display_width(cell)) for cell, width in zip(row[:-1], widths)]
+        print("  ".join([*cells, row[-1]]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `watchlist ...` on its own, before or without the `edge` command."""
+    parser = argparse.ArgumentParser(prog="edge", description="Manage the plate watchlist.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_watchlist_parser(commands)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""SQLite store of the plate watchlist, with an append-only audit log and a change counter.
+
+The CLI writes the database while the daemon reads it from another process. WAL mode lets
+readers run during a write, every call opens its own connection, and a busy timeout makes a
+second writer wait for the first instead of failing.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import hashlib
+import io
+import json
+import logging
+import os
+import sqlite3
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge.watchlist.plates import (
+    InvalidEntryError,
+    PlateEntry,
+    WatchlistError,
+    normalise_pattern,
+    validate_max_edits,
+)
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "watchlists.sqlite"
+SCHEMA_VERSION = 1
+# Maximum wait in seconds for another process's write lock before a call fails.
+BUSY_TIMEOUT_S = 10.0
+MAX_TEXT_LENGTH = 200
+ACTIONS = ("plate.add", "plate.remove", "plate.import")
+CSV_COLUMNS = ("pattern", "reason", "list_name", "max_edits")
+
+_SCHEMA = f"""
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS plate_entries (
+    id INTEGER PRIMARY KEY,
+    pattern TEXT NOT NULL,
+    max_edits INTEGER NOT NULL CHECK (max_edits BETWEEN 0 AND 2),
+    reason TEXT NOT NULL,
+    list_name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    UNIQUE (pattern, list_name)
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN {ACTIONS}),
+    detail TEXT NOT NULL
+);
+-- The audit log is append-only. This stops mistakes made through SQLite, not someone who edits the file.
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TABLE IF NOT EXISTS watchlist_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO watchlist_version (id, version) VALUES (1, 0);
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+
+
+class WatchlistStoreError(WatchlistError):
+    """The watchlist database cannot be opened, read or written."""
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audit log row: who changed the watchlist, when (UTC ISO 8601) and what."""
+
+    id: int
+    at: str
+    actor: str
+    action: str
+    detail: dict
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A CSV row that was not loaded, with the 1-based line where the row starts and the reason."""
+
+    line: int
+    message: str
+
+
+@dataclass
+class ImportReport:
+    """The outcome of a CSV import: the entries loaded and the rows rejected."""
+
+    path: Path
+    sha256: str
+    loaded: list[PlateEntry] = field(default_factory=list)
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+
+def default_database_path() -> Path:
+    """Return $EDGE_DATA_DIR/watchlists.sqlite, or ./data/watchlists.sqlite when EDGE_DATA_DIR is unset."""
+    data_dir = os.environ.get("EDGE_DATA_DIR")
+    return Path(data_dir or "data") / DATABASE_NAME
+
+
+def _validate_text(name: str, value: object, hint: str) -> str:
+    """Return `value` without surrounding whitespace, or raise InvalidEntryError naming `name`."""
+    if not isinstance(value, str):
+        raise InvalidEntryError(f"invalid {name} {value!r}: expected text; {hint}")
+    text = value.strip()
+    if not text:
+        raise InvalidEntryError(f"{name} is empty; {hint}")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise InvalidEntryError(
+            f"{name} {text[:40]!r}... has {len(text)} characters, maximum {MAX_TEXT_LENGTH}; shorten it"
+        )
+    # Control characters such as line breaks would garble the terminal output and the audit log.
+    if any(unicodedata.category(character) == "Cc" for character in text):
+        raise InvalidEntryError(f"invalid {name} {text!r}: remove the line breaks and control characters")
+    return text
+
+
+def _resolve_actor(actor: str | None) -> str:
+    """Return the validated actor, or the OS user name when `actor` is None."""
+    if actor is None:
+        try:
+            actor = getpass.getuser()
+        except (OSError, KeyError, ImportError) as error:
+            raise InvalidEntryError(
+                f"cannot find the OS user name for the audit log ({error}); pass --actor NAME"
+            ) from None
+    return _validate_text("actor", actor, "pass --actor NAME with the person responsible for the change")
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _entry_detail(entry: PlateEntry) -> dict:
+    return {
+        "id": entry.id,
+        "pattern": entry.pattern,
+        "max_edits": entry.max_edits,
+        "list_name": entry.list_name,
+        "reason": entry.reason,
+    }
+
+
+class WatchlistStore:
+    """The watchlist database at `path`, created with its parent folders when missing."""
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else default_database_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise WatchlistStoreError(
+                f"cannot create the folder {self.path.parent} for the watchlist database: {error}; "
+                "pass --db PATH or set EDGE_DATA_DIR to a writable folder"
+            ) from None
+        self._create_schema()
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # isolation_level=None leaves transactions to the explicit BEGIN statements below.
+        try:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as error:
+            raise self._store_error(error) from error
+        try:
+            yield connection
+        except sqlite3.Error as error:
+            raise self._store_error(error) from error
+        finally:
+            connection.close()
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock before the first read. A deferred transaction that
+        # reads and then writes can fail with "database is locked" at once, without waiting.
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                raise
+            connection.execute("COMMIT")
+
+    def _store_error(self, error: sqlite3.Error) -> WatchlistStoreError:
+        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            hint = f"another process held the database for more than {BUSY_TIMEOUT_S:g} s; retry"
+        else:
+            hint = "check that it is a watchlist database and that this user can write the file and its folder"
+        return WatchlistStoreError(f"watchlist database {self.path} failed: {error}; {hint}")
+
+    def _create_schema(self) -> None:
+        with self._connect() as connection:
+            schema_version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if schema_version > SCHEMA_VERSION:
+                raise WatchlistStoreError(
+                    f"watchlist database {self.path} has schema version {schema_version}, but this version of edge "
+                    f"reads up to {SCHEMA_VERSION}; upgrade edge"
+                )
+            # WAL mode is stored in the file, so it is set only once.
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            if schema_version < SCHEMA_VERSION:
+                try:
+                    connection.executescript(_SCHEMA)
+                except sqlite3.Error:
+                    if connection.in_transaction:
+                        connection.rollback()
+                    raise
+
+    def _append_audit(self, connection: sqlite3.Connection, actor: str, action: str, detail: dict) -> None:
+        # Each change writes its audit row and increments the version in the same transaction.
+        connection.execute(
+            "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+            (_utc_now(), actor, action, json.dumps(detail, ensure_ascii=False)),
+        )
+        connection.execute("UPDATE watchlist_version SET version = version + 1 WHERE id = 1")
+
+    def _insert_entry(
+        self, connection: sqlite3.Connection, pattern: str, max_edits: int, reason: str, list_name: str, actor: str
+    ) -> PlateEntry:
+        created_at = _utc_now()
+        cursor = connection.execute(
+            "INSERT INTO plate_entries (pattern, max_edits, reason, list_name, created_at, created_by) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (pattern, max_edits, reason, list_name, created_at, actor),
+        )
+        return PlateEntry(cursor.lastrowid, pattern, max_edits, reason, list_name, created_at, actor)
+
+    def add_plate(
+        self, pattern: str, reason: str, list_name: str, max_edits: int = 0, actor: str | None = None
+    ) -> PlateEntry:
+        """Insert one entry and its audit row. Raise InvalidEntryError for an invalid value or a duplicate."""
+        pattern, reason, list_name, max_edits = validate_entry(pattern, reason, list_name, max_edits)
+        actor = _resolve_actor(actor)
+        with self._transaction(write=True) as connection:
+            existing = connection.execute(
+                "SELECT id FROM plate_entries WHERE pattern = ? AND list_name = ?", (pattern, list_name)
+            ).fetchone()
+            if existing:
+                raise InvalidEntryError(
+                    f"pattern '{pattern}' is already on list '{list_name}' as entry {existing[0]}; "
+                    f"to change it, remove entry {existing[0]} and add it again"
+                )
+            entry = self._insert_entry(connection, pattern, max_edits, reason, list_name, actor)
+            self._append_audit(connection, actor, "plate.add", _entry_detail(entry))
+        log.debug("watchlist entry %s added by %s: %s", entry.id, actor, entry.pattern)
+        return entry
+
+    def remove_plate(self, target: int | str, actor: str | None = None) -> int:
+        """Delete the entry with id `target`, or every entry with pattern `target`, and return how many.
+
+        Nothing is audited when nothing matched.
+        """
+        actor = _resolve_actor(actor)
+        if isinstance(target, bool) or not isinstance(target, (int, str)):
+            raise InvalidEntryError(f"invalid entry to remove {target!r}: give an entry id or a plate pattern")
+        if isinstance(target, int):
+            condition, value = "id = ?", target
+        else:
+            condition, value = "pattern = ?", normalise_pattern(target)
+
+        with self._transaction(write=True) as connection:
+            rows = connection.execute(
+                "SELECT id, pattern, max_edits, reason, list_name, created_at, created_by FROM plate_entries "
+                f"WHERE {condition}",
+                (value,),
+            ).fetchall()
+            if not rows:
+                return 0
+            connection.execute(f"DELETE FROM plate_entries WHERE {condition}", (value,))
+            removed = [_entry_detail(PlateEntry(*row)) for row in rows]
+            self._append_audit(connection, actor, "plate.remove", {"target": value, "removed": removed})
+        log.debug("%d watchlist entries removed by %s: %s", len(rows), actor, value)
+        return len(rows)
+
+    def list_plates(self) -> list[PlateEntry]:
+        """Return every entry, oldest first."""
+        with self._transaction(write=False) as connection:
+            return _select_entries(connection)
+
+    def load_snapshot(self) -> tuple[int, list[PlateEntry]]:
+        """Return the version and the entries, read in one transaction so that they agree."""
+        with self._transaction(write=False) as connection:
+            version = connection.execute("SELECT version FROM watchlist_version WHERE id = 1").fetchone()[0]
+            return version, _select_entries(connection)
+
+    def version(self) -> int:
+        """Return the change counter, which every add, remove and import increments."""
+        with self._connect() as connection:
+            return connection.execute("SELECT version FROM watchlist_version WHERE id = 1").fetchone()[0]
+
+    def audit_log(self, limit: int = 50) -> list[AuditRecord]:
+        """Return the latest `limit` audit rows, newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidEntryError(f"invalid audit limit {limit!r}: use a whole number of 1 or more")
+        with self._transaction(write=False) as connection:
+            rows = connection.execute(
+                "SELECT id, at, actor, action, detail FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [AuditRecord(row[0], row[1], row[2], row[3], json.loads(row[4])) for row in rows]
+
+    def import_plates_csv(self, path: Path | str, actor: str | None = None) -> ImportReport:
+        """Load the valid rows of a CSV file in one transaction and report the rejected ones.
+
+        The file is UTF-8, with or without a byte order mark, and starts with the header
+        pattern,reason,list_name,max_edits in any order. The max_edits column and its cells may be
+        left out, meaning 0. A row is rejected when a value is invalid or its pattern is already
+        on its list. One audit row records the import unless no row was loaded.
+        """
+        path = Path(path)
+        actor = _resolve_actor(actor)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise InvalidEntryError(f"cannot read CSV file {path}: {error.strerror}") from None
+        report = ImportReport(path=path, sha256=hashlib.sha256(data).hexdigest())
+        rows = _parse_csv(path, data, report.rejected)
+
+        with self._transaction(write=True) as connection:
+            stored_ids = {
+                (pattern, list_name): entry_id
+                for entry_id, pattern, list_name in connection.execute(
+                    "SELECT id, pattern, list_name FROM plate_entries"
+                )
+            }
+            first_lines: dict[tuple[str, str], int] = {}
+            for line, (pattern, reason, list_name, max_edits) in rows:
+                key = (pattern, list_name)
+                if key in stored_ids:
+                    report.rejected.append(RejectedRow(line, (
+                        f"pattern '{pattern}' is already on list '{list_name}' as entry {stored_ids[key]}"
+                    )))
+                    continue
+                if key in first_lines:
+                    report.rejected.append(RejectedRow(line, (
+                        f"pattern '{pattern}' on list '{list_name}' repeats line {first_lines[key]}"
+                    )))
+                    continue
+                first_lines[key] = line
+                report.loaded.append(self._insert_entry(connection, pattern, max_edits, reason, list_name, actor))
+            if report.loaded:
+                self._append_audit(connection, actor, "plate.import", {
+                    "file": str(path.resolve()),
+                    "sha256": report.sha256,
+                    "loaded": len(report.loaded),
+                    "rejected_lines": sorted(row.line for row in report.rejected),
+                    "entries": [_entry_detail(entry) for entry in report.loaded],
+                })
+        report.rejected.sort(key=lambda row: row.line)
+        log.debug("%s imported by %s: %d loaded, %d rejected", path, actor, len(report.loaded),
+                  len(report.rejected))
+        return report
+
+
+def validate_entry(
+    pattern: object, reason: object, list_name: object, max_edits: object
+) -> tuple[str, str, str, int]:
+    """Return the normalised pattern, reason, list name and max_edits, or raise InvalidEntryError."""
+    normalised = normalise_pattern(pattern)
+    checked_max_edits = validate_max_edits(max_edits, normalised)
+    checked_reason = _validate_text("reason", reason, "say why the plate is watched, such as a case number")
+    checked_list = _validate_text("list name", list_name, "name the list, such as 'stolen-vehicles'")
+    return normalised, checked_reason, checked_list, checked_max_edits
+
+
+def _select_entries(connection: sqlite3.Connection) -> list[PlateEntry]:
+    rows = connection.execute(
+        "SELECT id, pattern, max_edits, reason, list_name, created_at, created_by FROM plate_entries ORDER BY id"
+    )
+    return [PlateEntry(*row) for row in rows]
+
+
+def _parse_csv(
+    path: Path, data: bytes, rejected: list[RejectedRow]
+) -> list[tuple[int, tuple[str, str, str, int]]]:
+    """Return (line, validated values) for each valid row and append the invalid ones to `rejected`.
+
+    Raise InvalidEntryError when the whole file is unusable: not UTF-8, no header or wrong columns.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidEntryError(
+            f"CSV file {path} is not UTF-8 (invalid byte at offset {error.start}); save it as UTF-8, "
+            "for example with Excel's 'CSV UTF-8' format"
+        ) from None
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InvalidEntryError(f"CSV file {path} is empty; it needs the header row {','.join(CSV_COLUMNS)}")
+        columns = [name.strip().lower() for name in header]
+        _check_header(path, columns)
+
+        rows = []
+        next_line = reader.line_num + 1
+        for fields in reader:
+            # A quoted field can span lines, so a row starts where the previous one ended.
+            line, next_line = next_line, reader.line_num + 1
+            if not any(value.strip() for value in fields):
+                continue
+            if len(fields) != len(columns):
+                rejected.append(RejectedRow(line, f"{len(fields)} fields, expected {len(columns)} "
+                                                  f"({','.join(columns)})"))
+                continue
+            values = dict(zip(columns, fields))
+            try:
+                rows.append((line, _validate_csv_row(values)))
+            except InvalidEntryError as error:
+                rejected.append(RejectedRow(line, str(error)))
+    except csv.Error as error:
+        raise InvalidEntryError(f"CSV file {path} line {reader.line_num}: {error}") from None
+    return rows
+
+
+def _check_header(path: Path, columns: list[str]) -> None:
+    required = [name for name in CSV_COLUMNS if name != "max_edits"]
+    missing = [name for name in required if name not in columns]
+    unknown = [name for name in columns if name not in CSV_COLUMNS]
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if missing or unknown or repeated:
+        problems = []
+        if missing:
+            problems.append(f"missing {', '.join(missing)}")
+        if unknown:
+            problems.append(f"unknown {', '.join(repr(name) for name in unknown)}")
+        if repeated:
+            problems.append(f"repeated {', '.join(repeated)}")
+        raise InvalidEntryError(
+            f"CSV file {path} has an invalid header row ({'; '.join(problems)}); "
+            f"expected the columns {','.join(CSV_COLUMNS)}"
+        )
+
+
+def _validate_csv_row(values: dict[str, str]) -> tuple[str, str, str, int]:
+    cell = values.get("max_edits", "").strip()
+    if not cell:
+        max_edits = 0
+    else:
+        try:
+            max_edits = int(cell)
+        except ValueError:
+            raise InvalidEntryError(f"invalid max_edits {cell!r}: use 0, 1 or 2") from None
+    return validate_entry(values["pattern"], values["reason"], values["list_name"], max_edits)
