@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.plan import build_plan, parse_source_overrides
     from edge.runtime.detector import DetectorError
     from edge.runtime.session import SessionError
+    from edge.watchlist import WatchlistError
 
     try:
         plan = build_plan(args.config, parse_source_overrides(args.source))
@@ -67,16 +69,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        daemon.run(args.duration)
-    except (PublisherError, DetectorError, SessionError) as error:
+        exit_code = daemon.run(args.duration)
+    except (PublisherError, DetectorError, SessionError, WatchlistError) as error:
         log.error("not started: %s", error)
         return 2
     print(format_counters(daemon))
-    return 0
+    return exit_code
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from edge.bus.subscriber import subscribe
+
+    import zmq
 
     received = 0
     try:
@@ -90,6 +94,10 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                 return 0
     except KeyboardInterrupt:
         return 0
+    except zmq.ZMQError as error:
+        print(f"cannot subscribe to {args.endpoint}: {error}; use an endpoint such as tcp://127.0.0.1:5556",
+              file=sys.stderr)
+        return 2
     if args.count:
         print(f"received {received} of {args.count} messages before {args.timeout} s passed with none",
               file=sys.stderr)
@@ -103,6 +111,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     return run_models_command(args)
 
 
+def positive_seconds(text: str) -> float:
+    """Parse a duration in seconds that must be a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="Video-analytics appliance for edge boxes.")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
@@ -112,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the analytics daemon")
     run.add_argument("--config", required=True, type=Path, help="site config TOML file")
-    run.add_argument("--duration", type=float, default=None, metavar="S",
+    run.add_argument("--duration", type=positive_seconds, default=None, metavar="S",
                      help="stop after S seconds (default: run until SIGINT or SIGTERM)")
     run.add_argument("--source", action="append", default=[], metavar="CAMERA_ID=URL_OR_PATH",
                      help="replace one camera's source; repeat for several cameras")
@@ -125,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("subscribe", help="print feed messages as JSON lines")
     sub.add_argument("--endpoint", default="tcp://127.0.0.1:5556", help="ZeroMQ endpoint to connect to")
     sub.add_argument("--topic", action="append", default=[], help="topic prefix such as det or health; repeatable")
-    sub.add_argument("--count", type=int, default=0, metavar="N", help="exit after N messages (default: never)")
-    sub.add_argument("--timeout", type=float, default=None, metavar="S",
+    sub.add_argument("--count", type=positive_count, default=None, metavar="N",
+                     help="exit after N messages (default: never)")
+    sub.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                      help="exit when no message arrives for S seconds (default: wait forever)")
     sub.set_defaults(handler=cmd_subscribe)
 

@@ -12,7 +12,7 @@ from edge.bus.publisher import Publisher
 from edge.bus.schema import TOPIC_HEALTH
 from edge.config import CameraConfig
 from edge.events.plates import PlateEventBuilder
-from edge.ingest.reader import CameraReader
+from edge.ingest.reader import CameraReader, ReaderState
 from edge.ingest.redact import redact_url
 from edge.plan import PipelinePlan, RunPlan
 from edge.plates.detector import PlateDetector
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # Main-loop tick: how quickly a stop request or duration end is noticed.
 TICK_S = 0.2
+# Longest wait for reader threads at shutdown, for all cameras together. A reader stuck in a connection
+# attempt cannot be interrupted; it is a daemon thread and ends with the process.
+READER_STOP_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -131,7 +134,8 @@ class Daemon:
 
     def _log_summary(self) -> None:
         site = self.plan.site
-        log.info("starting box %s: %d cameras, feed on %s", site.box_id, len(self.cameras), site.publisher.endpoint)
+        log.info("starting box %s: %d camera(s), feed on %s", site.box_id, len(self.cameras),
+                 site.publisher.endpoint)
         for name, pipeline in self.plan.pipelines.items():
             detector = self.detectors[name]
             log.info("pipeline %s: model %s (%s) on %s, batch %d, classes %s", name, pipeline.model.name,
@@ -148,8 +152,17 @@ class Daemon:
                      redact_url(runtime.reader.source), camera.pipeline, camera.max_fps,
                      ", plate camera" if camera.plate_camera else "")
 
-    def run(self, duration_s: float | None = None) -> None:
-        """Run until stop_event is set or `duration_s` passes; the caller installs signal handlers."""
+    def _all_sources_done(self) -> bool:
+        """True when no camera can deliver another frame: every one failed or reached the end of its file."""
+        return all(runtime.reader.state in (ReaderState.FAILED, ReaderState.FINISHED)
+                   for runtime in self.cameras.values())
+
+    def run(self, duration_s: float | None = None) -> int:
+        """Run until stop_event is set or `duration_s` passes, and return the exit code.
+
+        The exit code is 1 when every camera failed, so a supervisor restarts or flags the box. The caller
+        installs signal handlers.
+        """
         self._build()
         self.started_monotonic = time.monotonic()
         self.publisher.start()
@@ -163,11 +176,20 @@ class Daemon:
         deadline = None if duration_s is None else time.monotonic() + duration_s
         health_interval_s = self.plan.site.publisher.health_interval_s
         next_health = time.monotonic() + health_interval_s
+        exit_code = 0
         try:
             while not self.stop_event.wait(TICK_S):
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
-                    log.info("duration of %.0f s reached; stopping", duration_s)
+                    log.info("duration of %g s reached; stopping", duration_s)
+                    break
+                if self._all_sources_done():
+                    failed = [r.camera.id for r in self.cameras.values() if r.reader.state is ReaderState.FAILED]
+                    if failed:
+                        log.error("no camera can deliver frames (failed: %s); stopping", ", ".join(failed))
+                        exit_code = 1
+                    else:
+                        log.info("every file source reached its end; stopping")
                     break
                 if now >= next_health:
                     self.publisher.publish(TOPIC_HEALTH, self.health_body())
@@ -178,19 +200,20 @@ class Daemon:
                     systemd.notify("WATCHDOG=1")
         finally:
             self.stop()
+        return exit_code
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")
         self.stop_event.set()
-        join_timeout_s = self.plan.site.ingest.read_timeout_s + 2
+        deadline = time.monotonic() + READER_STOP_TIMEOUT_S
         for runtime in self.cameras.values():
+            runtime.reader.join(max(0.0, deadline - time.monotonic()))
             if runtime.reader.is_alive():
-                runtime.reader.join(join_timeout_s)
-                if runtime.reader.is_alive():
-                    log.warning("%s: reader did not stop within %.0f s", runtime.camera.id, join_timeout_s)
+                log.warning("%s: reader still %s after %.0f s; leaving it to end with the process",
+                            runtime.camera.id, runtime.reader.state.value, READER_STOP_TIMEOUT_S)
         for scheduler in self.schedulers.values():
-            if scheduler.is_alive():
-                scheduler.join(join_timeout_s)
+            # A scheduler finishes its current batch; inference of one batch takes well under this.
+            scheduler.join(READER_STOP_TIMEOUT_S)
         # Tracks still open have read plates nobody has heard of yet.
         for runner in self.runners.values():
             runner.end_all_tracks()

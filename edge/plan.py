@@ -11,8 +11,15 @@ from pathlib import Path
 from edge.config import ConfigError, ConfigIssue, PipelineConfig, SiteConfig, load_pipeline
 from edge.config.errors import issue
 from edge.config.loader import pipeline_dir_for, read_toml, validate
+from edge.config.site import RTSP_SCHEMES
 from edge.ingest.reader import resolve_source
 from edge.models.manifest import AssetError, ModelEntry, load_manifest, media_dirs, model_dirs, resolve_file
+from edge.plates.detector import PLATE_DETECTOR_FAMILIES
+from edge.plates.recognizer import RECOGNIZER_FAMILIES
+from edge.runtime.detector import DETECTOR_FAMILIES
+
+# Options that only mean something for a file source; dropped when --source swaps in an RTSP URL.
+FILE_ONLY_OPTIONS = ("loop", "realtime")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,9 @@ def load_site_with_overrides(site_path: Path, overrides: dict[str, str]) -> Site
     for camera in cameras:
         if isinstance(camera, dict) and camera.get("id") in overrides:
             camera["source"] = overrides[camera["id"]]
+            if camera["source"].lower().startswith(RTSP_SCHEMES):
+                for option in FILE_ONLY_OPTIONS:
+                    camera.pop(option, None)
     return validate(SiteConfig, data, site_path)
 
 
@@ -86,19 +96,27 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
             issues.extend(error.issues)
             continue
 
-        def resolve(field_path: str, name: str) -> ResolvedModel | None:
+        def resolve(field_path: str, name: str, families: tuple[str, ...]) -> ResolvedModel | None:
             try:
                 entry = manifest.model(name)
+            except AssetError as error:
+                issues.append(issue(pipeline_path, field_path, str(error), name))
+                return None
+            if entry.family not in families:
+                issues.append(issue(pipeline_path, field_path, f"model family '{entry.family}' cannot be used "
+                                    f"here; allowed families: {', '.join(families)}", name))
+                return None
+            try:
                 return ResolvedModel(entry, resolve_file(entry, search_model_dirs))
             except AssetError as error:
-                issues.append(issue(pipeline_path, field_path, str(error)))
+                issues.append(issue(pipeline_path, field_path, str(error), name))
                 return None
 
-        detect = resolve("detect.model", pipeline.detect.model)
+        detect = resolve("detect.model", pipeline.detect.model, DETECTOR_FAMILIES)
         plate_detector = plate_recognizer = None
         if pipeline.plates is not None:
-            plate_detector = resolve("plates.detector", pipeline.plates.detector)
-            plate_recognizer = resolve("plates.recognizer", pipeline.plates.recognizer)
+            plate_detector = resolve("plates.detector", pipeline.plates.detector, PLATE_DETECTOR_FAMILIES)
+            plate_recognizer = resolve("plates.recognizer", pipeline.plates.recognizer, RECOGNIZER_FAMILIES)
         if detect is not None:
             pipelines[camera.pipeline] = PipelinePlan(pipeline, detect.entry, detect.path, plate_detector,
                                                       plate_recognizer)
@@ -122,5 +140,6 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
     if not enabled:
         issues.append(issue(site_path, "cameras", "every camera is disabled; enable at least one"))
     if issues:
-        raise ConfigError(issues)
+        # Cameras sharing a broken pipeline would otherwise repeat its errors once each.
+        raise ConfigError(list({str(item): item for item in issues}.values()))
     return RunPlan(site=site, site_path=site_path, pipelines=pipelines, sources=sources)

@@ -174,7 +174,7 @@ def test_sigterm_stops_cleanly_with_counters(daemon_run):
 @pytest.mark.rtsp
 def test_startup_summary_logged(daemon_run):
     stderr = daemon_run["stderr"]
-    assert "starting box test-box: 4 cameras, feed on tcp://127.0.0.1:" in stderr
+    assert "starting box test-box: 4 camera(s), feed on tcp://127.0.0.1:" in stderr
     assert "pipeline detect: model yolox_nano_416" in stderr
     assert "CPUExecutionProvider" in stderr
     assert "rtsp-people: 'RTSP 行人' from rtsp://***@127.0.0.1:" in stderr
@@ -193,7 +193,7 @@ def test_duration_run_on_file(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = tmp_path / "site.toml"
     config.write_text(site_toml(endpoint, [{"id": "replay", "name": "r", "source": str(PEOPLE_CLIP),
-                                            "realtime": False}]), encoding="utf-8")
+                                            "realtime": False, "loop": True}]), encoding="utf-8")
     recorder = FeedRecorder(endpoint)
     result = subprocess.run([*edge_command(), "run", "--config", str(config), "--duration", "15"],
                             capture_output=True, text=True, timeout=120)
@@ -250,3 +250,60 @@ def test_busy_endpoint_stops_startup(tmp_path):
 def test_demo_config_path_resolves_clips():
     config = Path(PROJECT_ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
     assert 'source = "car-detection.mp4"' in config
+
+
+def test_all_cameras_failed_exits_1(tmp_path):
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("not a video\n" * 50)
+    config = tmp_path / "site.toml"
+    config.write_text(site_toml(f"tcp://127.0.0.1:{free_port()}", [{"id": "a", "name": "a", "source": str(not_video)},
+                                                                    {"id": "b", "name": "b", "source": str(not_video)}]),
+                      encoding="utf-8")
+    result = subprocess.run([*edge_command(), "run", "--config", str(config), "--duration", "60"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "no camera can deliver frames (failed: a, b); stopping" in result.stderr
+
+
+def test_finished_files_stop_the_run(tmp_path):
+    short_clip = tmp_path / "short.mp4"
+    make_short_clip(short_clip, frames=20)
+    config = tmp_path / "site.toml"
+    config.write_text(site_toml(f"tcp://127.0.0.1:{free_port()}", [{"id": "a", "name": "a", "source": str(short_clip),
+                                                                     "realtime": False}]), encoding="utf-8")
+    result = subprocess.run([*edge_command(), "run", "--config", str(config), "--duration", "60"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "every file source reached its end; stopping" in result.stderr
+
+
+def make_short_clip(path: Path, frames: int) -> None:
+    """Write the first `frames` frames of the people clip to `path`, re-encoded."""
+    import av
+
+    with av.open(str(PEOPLE_CLIP)) as source, av.open(str(path), mode="w") as target:
+        stream = target.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 768, 432, "yuv420p"
+        for index, frame in enumerate(source.decode(video=0)):
+            if index == frames:
+                break
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")):
+                target.mux(packet)
+        for packet in stream.encode():
+            target.mux(packet)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "soon"])
+def test_invalid_duration_rejected(value):
+    result = subprocess.run([*edge_command(), "run", "--config", "x.toml", "--duration", value],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "--duration" in result.stderr
+
+
+def test_subscribe_bad_endpoint_explains():
+    result = subprocess.run([*edge_command(), "subscribe", "--endpoint", "foo", "--timeout", "1"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "cannot subscribe to foo" in result.stderr
+    assert "Traceback" not in result.stderr

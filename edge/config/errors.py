@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from edge.ingest.redact import redact_url
+
 
 @dataclass(frozen=True)
 class ConfigIssue:
@@ -20,8 +22,10 @@ class ConfigIssue:
     def __str__(self) -> str:
         location = f"{self.file}: {self.field_path}" if self.field_path else str(self.file)
         if self.value is _NO_VALUE:
-            return f"{location}: {self.message}"
-        return f"{location} = {self.value!r}: {self.message}"
+            text = f"{location}: {self.message}"
+        else:
+            text = f"{location} = {self.value!r}: {self.message}"
+        return redact_url(text)
 
 
 class _NoValue:
@@ -56,7 +60,8 @@ def issues_from_validation(file: Path, error: ValidationError) -> list[ConfigIss
     issues = []
     for detail in error.errors(include_url=False):
         value = detail.get("input", _NO_VALUE)
-        if detail["type"] == "missing":
+        # A whole table or list is noise next to the message, and may hold camera credentials.
+        if detail["type"] == "missing" or isinstance(value, (dict, list)):
             value = _NO_VALUE
         message = detail["msg"]
         # pydantic prefixes messages raised by our own validators with "Value error, ".

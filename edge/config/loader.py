@@ -22,8 +22,15 @@ def read_toml(path: Path) -> dict:
             return tomllib.load(file)
     except FileNotFoundError:
         raise ConfigError([issue(path, "", "file not found; check the path")]) from None
+    except IsADirectoryError:
+        raise ConfigError([issue(path, "", "is a directory; give the path of a TOML file")]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([issue(path, "", f"not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
+                                 f"{error.start}); save the file as UTF-8")]) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([issue(path, "", f"invalid TOML: {error}")]) from None
+    except OSError as error:
+        raise ConfigError([issue(path, "", f"cannot read the file: {error.strerror}")]) from None
 
 
 def _model_at(model: type[BaseModel], loc: tuple[object, ...]) -> type[BaseModel] | None:

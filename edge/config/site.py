@@ -13,7 +13,8 @@ PROVIDER_NAMES = ("tensorrt", "cuda", "cpu")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real booleans and numbers, so "yes" or "5" in a config is a mistake worth reporting.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class CameraConfig(StrictModel):

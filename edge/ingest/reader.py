@@ -90,6 +90,12 @@ class CameraReader(threading.Thread):
         self.state = ReaderState.CONNECTING
         self.is_file = not camera.is_rtsp
         self._log_source = redact_url(source)
+        self._limiter = FrameRateLimiter(camera.max_fps)
+        # A looping file continues its media clock across passes, so the frame-rate cap and real-time pacing
+        # carry on instead of restarting at every pass (a one-frame file would otherwise spin).
+        self._loop_offset_s = 0.0
+        self._pacing_start: tuple[float, float] | None = None  # (wall clock, media time) of the first frame
+        self._passes = 0
 
     def run(self) -> None:
         backoff_s = self.ingest.backoff_initial_s
@@ -110,6 +116,8 @@ class CameraReader(threading.Thread):
                     continue  # loop: start the file again at once
                 reason = "stream ended"
             except (av.error.FFmpegError, SourceError, StreamTimeoutError, OSError) as error:
+                if self.stop_event.is_set():
+                    break
                 reason = redact_url(str(error)) or type(error).__name__
                 self.counters.last_error = reason
                 if self.is_file and self.counters.frames_decoded == 0:
@@ -130,23 +138,21 @@ class CameraReader(threading.Thread):
         timeout = (self.ingest.open_timeout_s, self.ingest.read_timeout_s)
         if self.is_file:
             return av.open(self.source, timeout=timeout)
-        options = {
-            "rtsp_transport": "tcp",
-            # FFmpeg's own socket timeout in microseconds, a second guard beside PyAV's interrupt timeout.
-            "timeout": str(int(self.ingest.read_timeout_s * 1_000_000)),
-        }
+        # FFmpeg's own socket timeout in microseconds, a second guard beside PyAV's interrupt timeout. It
+        # covers the handshake too, so it must not be shorter than the open timeout.
+        socket_timeout_s = max(self.ingest.open_timeout_s, self.ingest.read_timeout_s)
+        options = {"rtsp_transport": "tcp", "timeout": str(int(socket_timeout_s * 1_000_000))}
         return av.open(self.source, options=options, timeout=timeout)
 
     def _read_until_end(self) -> None:
         """Decode frames into the slot until the stream ends, `stop` is set, or an error is raised."""
-        limiter = FrameRateLimiter(self.camera.max_fps)
         opening_since = time.monotonic()
         try:
             container = self._open()
         except av.error.FFmpegError as error:
             # FFmpeg reports an interrupted open as invalid data or an exit request; name the real cause.
             waited_s = time.monotonic() - opening_since
-            if not self.is_file and waited_s >= min(self.ingest.open_timeout_s, self.ingest.read_timeout_s) - 0.1:
+            if not self.is_file and waited_s >= self.ingest.open_timeout_s - 0.1:
                 raise StreamTimeoutError(
                     f"open timed out: no response within {waited_s:.1f} s (open_timeout_s={self.ingest.open_timeout_s})"
                 ) from error
@@ -156,32 +162,44 @@ class CameraReader(threading.Thread):
                 raise SourceError(f"no video stream in {self._log_source}")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            log.info("%s: streaming %s (%s %dx%d)", self.camera.id, self._log_source, stream.codec_context.name,
-                     stream.codec_context.width, stream.codec_context.height)
+            # Loop passes of a file log at debug level, so a short clip does not fill the log.
+            log.log(logging.INFO if self._passes == 0 else logging.DEBUG, "%s: streaming %s (%s %dx%d)",
+                    self.camera.id, self._log_source, stream.codec_context.name, stream.codec_context.width,
+                    stream.codec_context.height)
+            self._passes += 1
             self.state = ReaderState.STREAMING
             self.counters.last_error = None
-            pacing_start: tuple[float, float] | None = None  # (wall clock, media time) of the first frame
+            frame_interval_s = 1.0 / float(stream.average_rate) if stream.average_rate else 1.0 / self.camera.max_fps
+            media_time_s = self._loop_offset_s
             for frame in self._decode_with_timeout(container, stream):
                 if self.stop_event.is_set():
                     return
                 self.counters.frames_decoded += 1
                 self.counters.last_frame_monotonic = time.monotonic()
-                media_time_s = float(frame.time) if frame.time is not None else time.monotonic()
-                if not limiter.admit(media_time_s):
+                if frame.time is not None:
+                    media_time_s = self._loop_offset_s + float(frame.time)
+                else:
+                    media_time_s += frame_interval_s
+                if not self._limiter.admit(media_time_s):
                     self.counters.frames_skipped += 1
                     continue
-                if self.is_file and self.camera.realtime:
-                    if pacing_start is None:
-                        pacing_start = (time.monotonic(), media_time_s)
-                    delay_s = pacing_start[0] + (media_time_s - pacing_start[1]) - time.monotonic()
-                    if delay_s > 0 and self.stop_event.wait(delay_s):
-                        return
+                if self.is_file and self.camera.realtime and not self._wait_for_media_time(media_time_s):
+                    return
                 self.slot.put(FramePacket(
                     camera_id=self.camera.id,
                     frame_bgr=frame.to_ndarray(format="bgr24"),
                     frame_time_utc=time.time(),
                     frame_index=self.counters.frames_decoded - 1,
                 ))
+            if self.is_file:
+                self._loop_offset_s = media_time_s + frame_interval_s
+
+    def _wait_for_media_time(self, media_time_s: float) -> bool:
+        """Sleep until the wall clock reaches the frame's media time; return False when stopped while waiting."""
+        if self._pacing_start is None:
+            self._pacing_start = (time.monotonic(), media_time_s)
+        delay_s = self._pacing_start[0] + (media_time_s - self._pacing_start[1]) - time.monotonic()
+        return delay_s <= 0 or not self.stop_event.wait(delay_s)
 
 
     def _decode_with_timeout(self, container, stream):

@@ -6,7 +6,9 @@ import logging
 import re
 
 # Matches the user-info part of any URL, such as "admin:secret@" in rtsp://admin:secret@10.1.2.3/live.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+# It runs to the last '@' of the URL, because FFmpeg accepts passwords with unescaped '@' and '/' in them;
+# a path that contains '@' is hidden too, which costs nothing.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"]*@")
 
 
 def redact_url(text: str) -> str:

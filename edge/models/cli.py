@@ -55,7 +55,8 @@ def run_models_command(args: argparse.Namespace) -> int:
                 print(f"present {name}: {existing}")
                 continue
             path = fetch(entry, target, progress=_print_progress(name))
-            print(f"\nfetched {name}: {path}")
+            print(file=sys.stderr)  # end the progress line
+            print(f"fetched {name}: {path}")
         except AssetError as error:
             failures += 1
             print(f"\nfailed  {error}", file=sys.stderr)

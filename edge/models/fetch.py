@@ -45,14 +45,18 @@ def fetch(
                 if progress is not None:
                     progress(received, total)
         if digest.hexdigest() != entry.sha256:
+            if total is not None and received < total:
+                raise AssetError(f"download of '{entry.name}' ended after {received} of {total} bytes; "
+                                 "nothing was written: run the fetch again")
             raise AssetError(
                 f"download of '{entry.name}' has sha256 {digest.hexdigest()}, expected {entry.sha256}; "
                 f"the file at {entry.url} has changed: nothing was written"
             )
+        # mkstemp creates the file readable by its owner only; the daemon may run as another user.
+        partial.chmod(0o644)
         partial.replace(destination)
     except OSError as error:
         raise AssetError(f"download of '{entry.name}' from {entry.url} failed: {error}") from error
     finally:
         partial.unlink(missing_ok=True)
-    log.info("fetched %s into %s", entry.name, destination)
     return destination

@@ -201,3 +201,55 @@ def test_unknown_plate_model_reported(tmp_path):
         build_plan(path)
     assert "lpr.toml: plates.detector" in str(caught.value)
     assert "model 'lpr_huge' is not in" in str(caught.value)
+
+
+def test_credentials_never_in_config_errors(tmp_path):
+    camera = VALID_CAMERA.replace(str(PEOPLE_CLIP), "rtsp://admin:Hunter2Secret@10.1.1.1/s")
+    with pytest.raises(ConfigError) as duplicate:
+        load_site(write(tmp_path, camera + camera, "duplicate.toml"))
+    with pytest.raises(ConfigError) as looping:
+        load_site(write(tmp_path, camera + "loop = true\n", "loop.toml"))
+    assert "appears more than once" in str(duplicate.value)
+    assert "Hunter2Secret" not in str(duplicate.value)
+    assert "'loop' applies only to file sources" in str(looping.value)
+    assert "Hunter2Secret" not in str(looping.value)
+
+
+@pytest.mark.parametrize(("line", "field_path"), [('enabled = "yes"', "cameras[0].enabled"),
+                                                  ('max_fps = "5"', "cameras[0].max_fps")])
+def test_strings_for_bool_or_number_rejected(tmp_path, line, field_path):
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, VALID_CAMERA + line + "\n"))
+    assert caught.value.issues[0].field_path == field_path
+
+
+def test_directory_as_config_is_clear(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory; give the path of a TOML file"):
+        load_site(tmp_path)
+
+
+def test_non_utf8_config_is_clear(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_bytes(b"id = \"\xff\xfe\"\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text \\(byte 0xff at offset 6\\)"):
+        load_site(path)
+
+
+def test_non_detector_model_rejected_by_check(tmp_path):
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    write(pipelines, '[detect]\nmodel = "mobilefacenet_128d"\n', "face.toml")
+    path = write(tmp_path, 'pipeline_dir = "pipelines"\n' + VALID_CAMERA + 'pipeline = "face"\n')
+    with pytest.raises(ConfigError) as caught:
+        build_plan(path)
+    assert "model family 'arcface' cannot be used here; allowed families: yolox, yolov8" in str(caught.value)
+
+
+def test_rtsp_override_drops_file_options(tmp_path):
+    from edge.plan import load_site_with_overrides
+
+    site = load_site_with_overrides(PROJECT_ROOT / "config" / "demo.toml",
+                                    {"parking-lot": "rtsp://127.0.0.1:8554/cam"})
+    camera = site.cameras[0]
+    assert camera.source == "rtsp://127.0.0.1:8554/cam"
+    assert camera.loop is False

@@ -223,3 +223,25 @@ def test_resolve_source_searches_media_dirs(tmp_path):
     assert resolve_source(camera, tmp_path, [PEOPLE_CLIP.parent.parent]) == str(PEOPLE_CLIP.resolve())
     assert resolve_source(camera, tmp_path, [tmp_path]) is None
     assert isinstance(Path(resolve_source(camera, tmp_path, [PEOPLE_CLIP.parent])), Path)
+
+
+def test_looping_image_respects_max_fps(tmp_path, caplog):
+    """A one-frame file in a loop must be paced like video, not reopened as fast as the disk allows."""
+    import cv2
+
+    image = tmp_path / "still.jpg"
+    cv2.imwrite(str(image), np.full((120, 160, 3), 90, dtype=np.uint8))
+    caplog.set_level(logging.INFO)
+    reader, collector, stop = make_reader(str(image), max_fps=5, loop=True, realtime=True)
+    reader.start()
+    time.sleep(2)
+    stop_reader(reader, stop, collector)
+    offered = reader.counters.frames_decoded - reader.counters.frames_skipped
+    assert 5 <= offered <= 5 * 2 + 2
+    streaming_lines = [r for r in caplog.records if "streaming" in r.getMessage() and r.levelno == logging.INFO]
+    assert len(streaming_lines) == 1
+
+
+def test_redact_url_with_at_in_password():
+    assert redact_url("rtsp://admin:p@ssW0rd@10.0.0.1/live") == "rtsp://***@10.0.0.1/live"
+    assert redact_url("'rtsp://admin:pa/ss@h/x'") == "'rtsp://***@h/x'"
