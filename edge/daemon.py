@@ -127,9 +127,11 @@ class Daemon:
             "publisher": {"sent": self.publisher.sent, "dropped": self.publisher.dropped},
         }
         if self.plate_events:
-            body["plates"] = {name: {"plates_published": b.plates_published, "hits_published": b.hits_published}
-                              for name, b in self.plate_events.items()}
-            body["plates"]["watchlist_version"] = self.watchlist.version if self.watchlist else None
+            body["plates"] = {
+                "pipelines": {name: {"plates_published": b.plates_published, "hits_published": b.hits_published}
+                              for name, b in self.plate_events.items()},
+                "watchlist_version": self.watchlist.version if self.watchlist else None,
+            }
         return body
 
     def _log_summary(self) -> None:

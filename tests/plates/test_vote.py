@@ -1,0 +1,70 @@
+"""Per-track plate voting: character votes weighted by probability, and no 7-character green plates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.plates.grammar import check_plate
+from edge.plates.recognizer import PlateRead
+from edge.plates.stage import PlateResult
+from edge.plates.vote import PlateObservation, TrackVotes, vote_plate
+
+FRAME = np.zeros((8, 8, 3), dtype=np.uint8)
+
+
+def observation(text: str, prob: float = 0.9, colour: str = "blue", probs: list[float] | None = None):
+    char_probs = tuple(probs if probs is not None else [prob] * len(text))
+    read = PlateRead(text=text, char_probs=char_probs, colour=colour, colour_score=0.9)
+    result = PlateResult(0, np.zeros((4, 2), dtype=np.float32), 0.9, False, read,
+                         check_plate(text, char_probs, colour), FRAME)
+    return PlateObservation(result, FRAME, 0.0, np.zeros(4, dtype=np.float32), "car")
+
+
+def test_agreeing_reads_give_full_confidence():
+    vote = vote_plate([observation("苏A12345")] * 3)
+    assert vote.text == "苏A12345"
+    assert vote.reads == 3
+    assert vote.confidence == pytest.approx(0.9)
+
+
+def test_character_vote_outweighs_one_bad_read():
+    vote = vote_plate([observation("苏A12345"), observation("苏A12845"), observation("苏A12345")])
+    assert vote.text == "苏A12345"
+    assert vote.confidence == pytest.approx(0.6)  # position 5: 2 of 3 reads at 0.9
+
+
+def test_confident_character_wins_over_unsure_ones():
+    unsure = [0.9, 0.9, 0.9, 0.9, 0.3, 0.9, 0.9]
+    vote = vote_plate([observation("苏A12345", probs=unsure), observation("苏A12345", probs=unsure),
+                       observation("苏A12845", prob=0.95)])
+    assert vote.text == "苏A12845"
+
+
+def test_green_plate_never_seven_characters():
+    reads = [observation("苏BD7321", colour="green"), observation("苏BD7321", colour="green")]
+    assert vote_plate(reads) is None
+
+
+def test_green_plate_keeps_eight_character_reads():
+    reads = [observation("苏BD7321", colour="green")] * 3 + [observation("苏BD73215", colour="green")]
+    vote = vote_plate(reads)
+    assert vote.text == "苏BD73215"
+    assert len(vote.text) == 8
+    assert vote.plate_type == "new_energy_small"
+
+
+def test_invalid_reads_are_ignored():
+    assert vote_plate([observation("XX12"), observation("苏A1")]) is None
+
+
+def test_colour_is_voted():
+    reads = [observation("皖K66666", colour="yellow")] * 2 + [observation("皖K66666", colour="blue")]
+    assert vote_plate(reads).colour == "yellow"
+
+
+def test_track_votes_bounded():
+    votes = TrackVotes(max_reads=5)
+    for _ in range(20):
+        votes.add(observation("苏A12345"))
+    assert len(votes.observations) == 5
