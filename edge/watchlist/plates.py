@@ -9,15 +9,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edge.plates.grammar import EMBASSY_PREFIX, PROVINCES, SUFFIXES, normalise_plate_text
+
 if TYPE_CHECKING:
     from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
 
-PROVINCE_CHARACTERS = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 # Characters of special plates: driving school, police, trailer, Hong Kong, Macau, consulate and embassy.
-SPECIAL_CHARACTERS = "学警挂港澳领使"
-PLATE_CHARACTERS = frozenset(PROVINCE_CHARACTERS + SPECIAL_CHARACTERS + string.ascii_uppercase + string.digits)
+SPECIAL_CHARACTERS = SUFFIXES + EMBASSY_PREFIX
+PLATE_CHARACTERS = frozenset(PROVINCES + SPECIAL_CHARACTERS + string.ascii_uppercase + string.digits)
 ANY_RUN = "*"
 ANY_ONE = "?"
 MAX_EDITS_LIMIT = 2
@@ -25,11 +26,6 @@ MAX_EDITS_LIMIT = 2
 # the limit keeps the matching cost per entry small.
 MAX_PATTERN_LENGTH = 16
 
-# Separators that people type or OCR returns inside a plate, such as "苏B·12345" or "苏B-12345".
-# Whitespace of any kind is removed as well.
-_SEPARATORS = frozenset("·・•‧-")
-# Full-width ASCII (U+FF01 to U+FF5E) and the ideographic space, as typed with a Chinese input method.
-_HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
 
 class WatchlistError(Exception):
@@ -63,20 +59,6 @@ class PlateMatch:
 
     entry: PlateEntry
     distance: int
-
-
-def normalise_plate_text(text: str) -> str:
-    """Normalise plate text: full-width to half-width, separators and whitespace removed, Latin upper case.
-
-    Applies the same rules as `normalise_pattern` but accepts any character, so it suits OCR output.
-    """
-    characters = []
-    for character in text.translate(_HALF_WIDTH):
-        if character.isspace() or character in _SEPARATORS:
-            continue
-        # str.upper() alone would also turn 'ß' into 'SS', which would then pass validation.
-        characters.append(character.upper() if "a" <= character <= "z" else character)
-    return "".join(characters)
 
 
 def normalise_pattern(pattern: str) -> str:
