@@ -227,7 +227,10 @@ def format_counters(daemon: Daemon) -> str:
     """Render per-camera counters as a fixed-width table for the end of `edge run`."""
     columns = ("camera_id", "state", "frames_decoded", "frames_skipped", "frames_dropped", "frames_inferred",
                "reconnects", "detections_published", "plates_read", "last_frame_age_s")
-    rows = [[str(runtime.counters()[name]) for name in columns] for runtime in daemon.cameras.values()]
+    rows = []
+    for runtime in daemon.cameras.values():
+        counters = runtime.counters()
+        rows.append(["-" if counters[name] is None else str(counters[name]) for name in columns])
     widths = [max(len(name), *(len(row[i]) for row in rows)) for i, name in enumerate(columns)]
     lines = ["  ".join(name.ljust(widths[i]) for i, name in enumerate(columns))]
     lines += ["  ".join(value.ljust(widths[i]) for i, value in enumerate(row)) for row in rows]

@@ -86,10 +86,15 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
 
     pipelines: dict[str, PipelinePlan] = {}
     enabled = [(index, camera) for index, camera in enumerate(site.cameras) if camera.enabled]
-    for _, camera in enabled:
+    for index, camera in enabled:
         if camera.pipeline in pipelines:
             continue
         pipeline_path = pipeline_dir / f"{camera.pipeline}.toml"
+        if not pipeline_path.is_file():
+            available = ", ".join(sorted(p.stem for p in pipeline_dir.glob("*.toml")))
+            issues.append(issue(site_path, f"cameras[{index}].pipeline", f"no pipeline file {pipeline_path}; "
+                                f"available: {available}", camera.pipeline))
+            continue
         try:
             pipeline = load_pipeline(camera.pipeline, pipeline_dir)
         except ConfigError as error:

@@ -61,6 +61,14 @@ class CameraConfig(StrictModel):
             raise ValueError(
                 f"unsupported scheme '{scheme.group(1)}://'; allowed: rtsp://, rtsps:// or a file path"
             )
+        if scheme:
+            # Everything after the last '@' of the authority is host and port; passwords may contain '@'.
+            authority = source[len(scheme.group(0)):].split("/", 1)[0].rsplit("@", 1)[-1]
+            host, _, port = authority.rpartition(":") if authority.count(":") == 1 else (authority, "", "")
+            if not host:
+                raise ValueError("the URL has no host; expected rtsp://[user:password@]host[:port]/path")
+            if port and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"port '{port}' is not a number from 1 to 65535")
         return source
 
     @property

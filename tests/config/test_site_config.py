@@ -48,6 +48,9 @@ INVALID_CAMERA_VALUES = [
     ('max_fps = 240', "cameras[0].max_fps", "less than or equal to 60"),
     ('max_fps = "fast"', "cameras[0].max_fps", "valid number"),
     ('source = "http://10.0.0.1/stream"', "cameras[0].source", "allowed: rtsp://, rtsps://"),
+    ('source = "rtsp://"', "cameras[0].source", "the URL has no host"),
+    ('source = "rtsp://u:p@/live"', "cameras[0].source", "the URL has no host"),
+    ('source = "rtsp://cam:99999/live"', "cameras[0].source", "port '99999' is not a number from 1 to 65535"),
     ('source = ""', "cameras[0].source", "at least 1 character"),
     ('enabled = "yes please"', "cameras[0].enabled", "valid boolean"),
     ('pipeline = "Detect!"', "cameras[0].pipeline", "should match pattern"),
@@ -132,7 +135,7 @@ def test_unknown_pipeline_lists_available(tmp_path):
     text = VALID_CAMERA + 'pipeline = "faces"\n'
     with pytest.raises(ConfigError) as caught:
         build_plan(write(tmp_path, text))
-    assert "pipeline 'faces' not found" in str(caught.value)
+    assert "cameras[0].pipeline = 'faces': no pipeline file" in str(caught.value)
     assert "available: detect, plates" in str(caught.value)
 
 
