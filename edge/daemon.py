@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Main-loop tick: how quickly a stop request or duration end is noticed.
 TICK_S = 0.2
-# Longest wait for reader threads at shutdown, for all cameras together. A reader stuck in a connection
+# Maximum wait for reader threads at shutdown, for all cameras together. A reader stuck in a connection
 # attempt cannot be interrupted; it is a daemon thread and ends with the process.
 READER_STOP_TIMEOUT_S = 3.0
 
@@ -216,7 +216,7 @@ class Daemon:
         for scheduler in self.schedulers.values():
             # A scheduler finishes its current batch; inference of one batch takes well under this.
             scheduler.join(READER_STOP_TIMEOUT_S)
-        # Tracks still open have read plates nobody has heard of yet.
+        # Tracks still open may hold plate reads that were never published.
         for runner in self.runners.values():
             runner.end_all_tracks()
         self.publisher.publish(TOPIC_HEALTH, self.health_body())

@@ -27,7 +27,7 @@ RETINAFACE_MIN_SIZES = ((24, 48), (96, 192), (384, 768))
 RETINAFACE_STEPS = (8, 16, 32)
 RETINAFACE_VARIANCE = (0.1, 0.2)
 RETINAFACE_CORNER_ORDER = [2, 3, 0, 1]
-# Longest side of the frame given to the RetinaFace-style detector, which accepts any size.
+# Maximum side length of the frame given to the RetinaFace-style detector, which accepts any size.
 RETINAFACE_MAX_SIDE = 1280
 
 

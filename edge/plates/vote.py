@@ -56,9 +56,9 @@ def vote_plate(observations: list[PlateObservation]) -> PlateVote | None:
     a new-energy plate, so only 8-character reads count for it: a green track with only 7-character
     reads gives no plate rather than a wrong one.
     """
-    colour = vote_colour(observations)
     valid = [o for o in observations if o.result.valid]
-    if colour == "green":
+    # The green rule looks at every read, because the colour of a read with a lost character is still right.
+    if vote_colour(observations) == "green":
         valid = [o for o in valid if len(o.result.text) == NEW_ENERGY_LENGTH]
     if not valid:
         return None
@@ -68,6 +68,8 @@ def vote_plate(observations: list[PlateObservation]) -> PlateVote | None:
         length_weights[len(observation.result.text)] += _mean_prob(observation)
     length = length_weights.most_common(1)[0][0]
     group = [o for o in valid if len(o.result.text) == length]
+    # Reads whose colour contradicts their text are invalid, so the group's colours agree with the text.
+    colour = vote_colour(group)
 
     characters, shares = [], []
     for position in range(length):

@@ -1,4 +1,4 @@
-"""What happens to one inference batch: tracking, `det` messages, and the plate stage across cameras."""
+"""Pipeline runner: the stages after inference for each batch (tracking, `det` messages, plates across cameras)."""
 
 from __future__ import annotations
 

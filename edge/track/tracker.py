@@ -1,8 +1,8 @@
 """IoU tracker with two-stage association in the style of ByteTrack, one instance per camera.
 
-High-score detections are matched to tracks first; low-score detections may then keep an existing track
-alive (a partly hidden car) but never start a new one. Boxes are matched by IoU with the track's last box
-moved by its recent velocity, which is enough at the 5-10 fps the appliance analyses.
+High-score detections are matched to tracks first. Low-score detections may then keep an existing track
+alive (a partly hidden car), but they never start a new one. Boxes are matched by IoU with the track's
+last box moved by its recent velocity, which is enough at the 5-10 fps the appliance analyses.
 """
 
 from __future__ import annotations

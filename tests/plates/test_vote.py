@@ -68,3 +68,10 @@ def test_track_votes_bounded():
     for _ in range(20):
         votes.add(observation("苏A12345"))
     assert len(votes.observations) == 5
+
+
+def test_colour_comes_from_winning_reads():
+    reads = [observation("苏ED51712", colour="green")] * 3 + [observation("苏ED51712", colour="black")] * 4
+    vote = vote_plate(reads)
+    assert vote.colour == "green"
+    assert vote.text == "苏ED51712"

@@ -33,8 +33,8 @@ def test_two_objects_get_two_ids():
 def test_low_score_extends_but_never_starts():
     tracker = Tracker(high_score=0.5)
     tracker.update(detections((0, 0, 50, 50, 0.9, CAR)))
-    kept = tracker.update(detections((2, 0, 52, 50, 0.3, CAR), (300, 300, 350, 350, 0.3, CAR)))
-    assert kept.track_ids.tolist() == [1, -1]
+    update = tracker.update(detections((2, 0, 52, 50, 0.3, CAR), (300, 300, 350, 350, 0.3, CAR)))
+    assert update.track_ids.tolist() == [1, -1]
 
 
 def test_car_truck_flip_keeps_track():
