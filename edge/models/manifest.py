@@ -48,6 +48,10 @@ class ModelEntry(ManifestEntry):
     colours: tuple[str, ...] | None = Field(
         default=None, description="Models with a colour output: the colour name of each output class."
     )
+    match_threshold: float | None = Field(
+        default=None, description="Face embedders only: cosine similarity at or above which two faces match."
+    )
+    threshold_note: str | None = Field(default=None, description="How match_threshold was chosen.")
 
 
 @dataclass(frozen=True)

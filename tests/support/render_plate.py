@@ -32,6 +32,8 @@ LATIN_FACE = 2
 FONT_RENDER_SIZE = 256
 
 SUPERSAMPLE = 4
+GLYPH_WIDTH_FRACTION = 1.0
+STROKE_THINNING = 0
 # Sigma in output pixels of the blur that softens the remaining hard edges, as any lens does.
 ANTI_ALIAS_SIGMA = 0.5
 
@@ -182,9 +184,12 @@ def _draw_glyph(mask: np.ndarray, character: str, box: _Box, scale: float) -> No
         width = box_width * min(1.0, relative_width)
     else:
         width = box_width
+    width *= GLYPH_WIDTH_FRACTION
     resized = cv2.resize(glyph, (max(1, round(width)), max(1, round(height))), interpolation=cv2.INTER_AREA)
     left = round(box.x * scale + (box_width - resized.shape[1]) / 2)
     top = round(box.y * scale + (box_height - resized.shape[0]) / 2)
+    if STROKE_THINNING:
+        resized = cv2.erode(resized, np.ones((2 * STROKE_THINNING + 1, 1), np.uint8))
     region = mask[top:top + resized.shape[0], left:left + resized.shape[1]]
     np.maximum(region, resized[:region.shape[0], :region.shape[1]], out=region)
 

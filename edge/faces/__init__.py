@@ -1,0 +1,1 @@
+"""Faces: detect, align, embed, gate on quality, and match against an explicit watchlist gallery."""
