@@ -16,7 +16,8 @@ import numpy as np
 from edge.models.manifest import AssetError, load_manifest, model_dirs, resolve_file
 from edge.plates.detector import PlateDetector
 from edge.plates.recognizer import PlateRecognizer
-from edge.plates.stage import PlateRegion, PlateStage
+from edge.core.regions import Region
+from edge.plates.stage import PlateStage
 
 LABEL_SEPARATOR = ";"  # one image may show several plates
 
@@ -108,12 +109,11 @@ def run_bench(stage: PlateStage, images_dir: Path, labels: dict[str, list[str]],
         image = cv2.imread(str(images_dir / file_name))
         if image is None:
             raise ValueError(f"cannot read {images_dir / file_name} as an image; check the labels file")
-        height, width = image.shape[:2]
         started = time.perf_counter()
         if crops:
             results = stage.read_upright([image])
         else:
-            results = stage.read([PlateRegion(image, np.array([0, 0, width, height], dtype=np.float32))])
+            results = stage.read([Region.whole_frame(image)])
         report.seconds += time.perf_counter() - started
         report.images += 1
         report.reads += len(results)
@@ -135,7 +135,7 @@ def cmd_bench_plates(args: argparse.Namespace) -> int:
         first = next(iter(labels), None)
         warm_up = cv2.imread(str(args.images / first)) if first else None
         if warm_up is not None:
-            stage.read([PlateRegion(warm_up, np.array([0, 0, 10, 10], dtype=np.float32))])
+            stage.read([Region(warm_up, np.array([0, 0, 10, 10], dtype=np.float32))])
         report = run_bench(stage, args.images, labels, BenchReport(args.detector, args.recognizer), args.crops)
     except (AssetError, ValueError, OSError) as error:
         print(f"bench failed: {error}", file=sys.stderr)

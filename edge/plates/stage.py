@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.core.regions import Region, crop_region
 from edge.plates.detector import PlateDetector
 from edge.plates.grammar import PlateCheck, check_plate
 from edge.plates.recognizer import PlateRead, PlateRecognizer
@@ -16,18 +17,10 @@ REGION_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
-class PlateRegion:
-    """A part of a frame to search for plates: a vehicle box, or the whole frame of a plate camera."""
-
-    frame_bgr: np.ndarray
-    box_xyxy: np.ndarray  # region in frame pixels
-
-
-@dataclass(frozen=True)
 class PlateResult:
     """One plate read in one frame."""
 
-    region_index: int  # which PlateRegion it was found in
+    region_index: int  # which Region it was found in
     corners_xy: np.ndarray  # (4, 2) in frame pixels
     detection_score: float
     double_row: bool
@@ -44,15 +37,6 @@ class PlateResult:
         return self.check.valid
 
 
-def _crop_region(region: PlateRegion) -> tuple[np.ndarray, np.ndarray]:
-    height, width = region.frame_bgr.shape[:2]
-    x1, y1, x2, y2 = region.box_xyxy.astype(np.float32)
-    margin_x, margin_y = (x2 - x1) * REGION_MARGIN, (y2 - y1) * REGION_MARGIN
-    left, top = int(max(0, x1 - margin_x)), int(max(0, y1 - margin_y))
-    right, bottom = int(min(width, x2 + margin_x)), int(min(height, y2 + margin_y))
-    return region.frame_bgr[top:bottom, left:right], np.array([left, top], dtype=np.float32)
-
-
 class PlateStage:
     """Detector, rectifier, recogniser and grammar check for a list of regions from any cameras."""
 
@@ -60,10 +44,10 @@ class PlateStage:
         self.detector = detector
         self.recognizer = recognizer
 
-    def read(self, regions: list[PlateRegion]) -> list[PlateResult]:
+    def read(self, regions: list[Region]) -> list[PlateResult]:
         crops, offsets = [], []
         for region in regions:
-            crop, offset = _crop_region(region)
+            crop, offset = crop_region(region, REGION_MARGIN)
             crops.append(crop)
             offsets.append(offset)
         found = []  # (region index, detection in frame pixels, rectified plate)

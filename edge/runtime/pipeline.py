@@ -15,7 +15,8 @@ from edge.config.pipeline import COCO_CLASSES, PipelineConfig
 from edge.events.plates import FeedEvent, PlateEventBuilder
 from edge.events.snapshot import encode_jpeg
 from edge.ingest.slot import FramePacket
-from edge.plates.stage import PlateRegion, PlateResult, PlateStage
+from edge.core.regions import Region
+from edge.plates.stage import PlateResult, PlateStage
 from edge.plates.vote import PlateObservation
 from edge.runtime.detector import Detections
 from edge.track.tracker import Tracker
@@ -65,7 +66,7 @@ class PipelineRunner:
             self.vehicle_class_ids = {COCO_CLASSES.index(name) for name in config.plates.vehicle_classes}
 
     def on_batch(self, packets: list[FramePacket], results: list[Detections]) -> None:
-        regions: list[PlateRegion] = []
+        regions: list[Region] = []
         owners: list[_RegionOwner] = []
         ended: dict[str, list[int]] = {}
         for packet, detections in zip(packets, results):
@@ -77,8 +78,7 @@ class PipelineRunner:
             if self.plate_stage is None:
                 continue
             if analysis.camera.plate_camera:
-                height, width = packet.frame_bgr.shape[:2]
-                regions.append(PlateRegion(packet.frame_bgr, np.array([0, 0, width, height], dtype=np.float32)))
+                regions.append(Region.whole_frame(packet.frame_bgr))
                 owners.append(_RegionOwner(packet, -1, "", regions[-1].box_xyxy))
             else:
                 self._add_vehicle_regions(packet, detections, update.track_ids, regions, owners)
@@ -101,7 +101,7 @@ class PipelineRunner:
             analysis.detections_published += len(detections)
 
     def _add_vehicle_regions(self, packet: FramePacket, detections: Detections, track_ids: np.ndarray,
-                             regions: list[PlateRegion], owners: list[_RegionOwner]) -> None:
+                             regions: list[Region], owners: list[_RegionOwner]) -> None:
         stage = self.config.plates
         for index in range(len(detections)):
             track_id = int(track_ids[index])
@@ -110,7 +110,7 @@ class PipelineRunner:
                     or box[2] - box[0] < stage.min_vehicle_width_px
                     or self.plate_events.is_settled(packet.camera_id, track_id)):
                 continue
-            regions.append(PlateRegion(packet.frame_bgr, box))
+            regions.append(Region(packet.frame_bgr, box))
             owners.append(_RegionOwner(packet, track_id, COCO_CLASSES[int(detections.class_ids[index])], box))
 
     def _handle_plates(self, packets: list[FramePacket], plate_results: list[PlateResult],

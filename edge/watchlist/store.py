@@ -1,4 +1,4 @@
-"""SQLite store of the plate watchlist, with an append-only audit log and a change counter.
+"""SQLite store of the plate and face watchlists, with an append-only audit log and a change counter.
 
 The CLI writes the database while the daemon reads it from another process. WAL mode lets
 readers run during a write, every call opens its own connection, and a busy timeout makes a
@@ -37,7 +37,7 @@ SCHEMA_VERSION = 1
 # Maximum wait in seconds for another process's write lock before a call fails.
 BUSY_TIMEOUT_S = 10.0
 MAX_TEXT_LENGTH = 200
-ACTIONS = ("plate.add", "plate.remove", "plate.import")
+ACTIONS = ("plate.add", "plate.remove", "plate.import", "face.add", "face.remove", "face.reembed")
 CSV_COLUMNS = ("pattern", "reason", "list_name", "max_edits")
 
 _SCHEMA = f"""
@@ -51,6 +51,29 @@ CREATE TABLE IF NOT EXISTS plate_entries (
     created_at TEXT NOT NULL,
     created_by TEXT NOT NULL,
     UNIQUE (pattern, list_name)
+);
+CREATE TABLE IF NOT EXISTS face_persons (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    list_name TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+-- Enrolment photos are kept so a new embedding model can re-embed the gallery without asking for them again.
+CREATE TABLE IF NOT EXISTS face_photos (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL,
+    photo BLOB NOT NULL,
+    sha256 TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS face_embeddings (
+    photo_id INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    dimension INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (photo_id, model_id)
 );
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY,
@@ -113,7 +136,7 @@ def default_database_path() -> Path:
     return Path(data_dir or "data") / DATABASE_NAME
 
 
-def _validate_text(name: str, value: object, hint: str) -> str:
+def validate_text(name: str, value: object, hint: str) -> str:
     """Return `value` without surrounding whitespace, or raise InvalidEntryError naming `name`."""
     if not isinstance(value, str):
         raise InvalidEntryError(f"invalid {name} {value!r}: expected text; {hint}")
@@ -130,7 +153,7 @@ def _validate_text(name: str, value: object, hint: str) -> str:
     return text
 
 
-def _resolve_actor(actor: str | None) -> str:
+def resolve_actor(actor: str | None) -> str:
     """Return the validated actor, or the OS user name when `actor` is None."""
     if actor is None:
         try:
@@ -139,10 +162,10 @@ def _resolve_actor(actor: str | None) -> str:
             raise InvalidEntryError(
                 f"cannot find the OS user name for the audit log ({error}); pass --actor NAME"
             ) from None
-    return _validate_text("actor", actor, "pass --actor NAME with the person responsible for the change")
+    return validate_text("actor", actor, "pass --actor NAME with the person responsible for the change")
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -185,7 +208,7 @@ class WatchlistStore:
             connection.close()
 
     @contextmanager
-    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+    def transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock before the first read. A deferred transaction that
         # reads and then writes can fail with "database is locked" at once, without waiting.
         with self._connect() as connection:
@@ -223,18 +246,18 @@ class WatchlistStore:
                         connection.rollback()
                     raise
 
-    def _append_audit(self, connection: sqlite3.Connection, actor: str, action: str, detail: dict) -> None:
+    def append_audit(self, connection: sqlite3.Connection, actor: str, action: str, detail: dict) -> None:
         # Each change writes its audit row and increments the version in the same transaction.
         connection.execute(
             "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)",
-            (_utc_now(), actor, action, json.dumps(detail, ensure_ascii=False)),
+            (utc_now(), actor, action, json.dumps(detail, ensure_ascii=False)),
         )
         connection.execute("UPDATE watchlist_version SET version = version + 1 WHERE id = 1")
 
     def _insert_entry(
         self, connection: sqlite3.Connection, pattern: str, max_edits: int, reason: str, list_name: str, actor: str
     ) -> PlateEntry:
-        created_at = _utc_now()
+        created_at = utc_now()
         cursor = connection.execute(
             "INSERT INTO plate_entries (pattern, max_edits, reason, list_name, created_at, created_by) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -247,8 +270,8 @@ class WatchlistStore:
     ) -> PlateEntry:
         """Insert one entry and its audit row. Raise InvalidEntryError for an invalid value or a duplicate."""
         pattern, reason, list_name, max_edits = validate_entry(pattern, reason, list_name, max_edits)
-        actor = _resolve_actor(actor)
-        with self._transaction(write=True) as connection:
+        actor = resolve_actor(actor)
+        with self.transaction(write=True) as connection:
             existing = connection.execute(
                 "SELECT id FROM plate_entries WHERE pattern = ? AND list_name = ?", (pattern, list_name)
             ).fetchone()
@@ -258,7 +281,7 @@ class WatchlistStore:
                     f"to change it, remove entry {existing[0]} and add it again"
                 )
             entry = self._insert_entry(connection, pattern, max_edits, reason, list_name, actor)
-            self._append_audit(connection, actor, "plate.add", _entry_detail(entry))
+            self.append_audit(connection, actor, "plate.add", _entry_detail(entry))
         log.debug("watchlist entry %s added by %s: %s", entry.id, actor, entry.pattern)
         return entry
 
@@ -267,7 +290,7 @@ class WatchlistStore:
 
         Nothing is audited when nothing matched.
         """
-        actor = _resolve_actor(actor)
+        actor = resolve_actor(actor)
         if isinstance(target, bool) or not isinstance(target, (int, str)):
             raise InvalidEntryError(f"invalid entry to remove {target!r}: give an entry id or a plate pattern")
         if isinstance(target, int):
@@ -275,7 +298,7 @@ class WatchlistStore:
         else:
             condition, value = "pattern = ?", normalise_pattern(target)
 
-        with self._transaction(write=True) as connection:
+        with self.transaction(write=True) as connection:
             rows = connection.execute(
                 "SELECT id, pattern, max_edits, reason, list_name, created_at, created_by FROM plate_entries "
                 f"WHERE {condition}",
@@ -285,18 +308,18 @@ class WatchlistStore:
                 return 0
             connection.execute(f"DELETE FROM plate_entries WHERE {condition}", (value,))
             removed = [_entry_detail(PlateEntry(*row)) for row in rows]
-            self._append_audit(connection, actor, "plate.remove", {"target": value, "removed": removed})
+            self.append_audit(connection, actor, "plate.remove", {"target": value, "removed": removed})
         log.debug("%d watchlist entries removed by %s: %s", len(rows), actor, value)
         return len(rows)
 
     def list_plates(self) -> list[PlateEntry]:
         """Return every entry, oldest first."""
-        with self._transaction(write=False) as connection:
+        with self.transaction(write=False) as connection:
             return _select_entries(connection)
 
     def load_snapshot(self) -> tuple[int, list[PlateEntry]]:
         """Return the version and the entries, read in one transaction so that they agree."""
-        with self._transaction(write=False) as connection:
+        with self.transaction(write=False) as connection:
             version = connection.execute("SELECT version FROM watchlist_version WHERE id = 1").fetchone()[0]
             return version, _select_entries(connection)
 
@@ -309,7 +332,7 @@ class WatchlistStore:
         """Return the latest `limit` audit rows, newest first."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidEntryError(f"invalid audit limit {limit!r}: use a whole number of 1 or more")
-        with self._transaction(write=False) as connection:
+        with self.transaction(write=False) as connection:
             rows = connection.execute(
                 "SELECT id, at, actor, action, detail FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
@@ -324,7 +347,7 @@ class WatchlistStore:
         on its list. One audit row records the import unless no row was loaded.
         """
         path = Path(path)
-        actor = _resolve_actor(actor)
+        actor = resolve_actor(actor)
         try:
             data = path.read_bytes()
         except OSError as error:
@@ -332,7 +355,7 @@ class WatchlistStore:
         report = ImportReport(path=path, sha256=hashlib.sha256(data).hexdigest())
         rows = _parse_csv(path, data, report.rejected)
 
-        with self._transaction(write=True) as connection:
+        with self.transaction(write=True) as connection:
             stored_ids = {
                 (pattern, list_name): entry_id
                 for entry_id, pattern, list_name in connection.execute(
@@ -355,7 +378,7 @@ class WatchlistStore:
                 first_lines[key] = line
                 report.loaded.append(self._insert_entry(connection, pattern, max_edits, reason, list_name, actor))
             if report.loaded:
-                self._append_audit(connection, actor, "plate.import", {
+                self.append_audit(connection, actor, "plate.import", {
                     "file": str(path.resolve()),
                     "sha256": report.sha256,
                     "loaded": len(report.loaded),
@@ -374,8 +397,8 @@ def validate_entry(
     """Return the normalised pattern, reason, list name and max_edits, or raise InvalidEntryError."""
     normalised = normalise_pattern(pattern)
     checked_max_edits = validate_max_edits(max_edits, normalised)
-    checked_reason = _validate_text("reason", reason, "say why the plate is watched, such as a case number")
-    checked_list = _validate_text("list name", list_name, "name the list, such as 'stolen-vehicles'")
+    checked_reason = validate_text("reason", reason, "say why the plate is watched, such as a case number")
+    checked_list = validate_text("list name", list_name, "name the list, such as 'stolen-vehicles'")
     return normalised, checked_reason, checked_list, checked_max_edits
 
 

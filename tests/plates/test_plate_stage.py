@@ -12,7 +12,8 @@ import pytest
 from edge.models.manifest import load_manifest, resolve_file
 from edge.plates.detector import PlateDetector
 from edge.plates.recognizer import PlateRecognizer, ctc_greedy_decode
-from edge.plates.stage import PlateRegion, PlateStage
+from edge.core.regions import Region
+from edge.plates.stage import PlateStage
 from tests.conftest import ASSETS, MODEL_DIR
 
 PLATE_IMAGES = ASSETS / "images" / "plates"
@@ -32,8 +33,7 @@ def make_stage(detector_name: str, recognizer_name: str = "wq_plate_rec_color") 
 
 def read_whole_image(stage: PlateStage, path: Path):
     image = cv2.imread(str(path))
-    height, width = image.shape[:2]
-    return stage.read([PlateRegion(image, np.array([0, 0, width, height], dtype=np.float32))])
+    return stage.read([Region.whole_frame(image)])
 
 
 @pytest.fixture(scope="module", params=["hyperlpr3_y5fu_320", "wq_plate_detect_640"])

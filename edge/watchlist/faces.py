@@ -1,0 +1,231 @@
+"""Face watchlist: enrolled persons, their photos and embeddings, and matching a probe against them.
+
+Only enrolled persons are stored. The embedding of a face seen by a camera is compared in memory and never
+written anywhere by this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.watchlist.plates import InvalidEntryError
+from edge.watchlist.store import WatchlistStore, resolve_actor, utc_now, validate_text
+
+log = logging.getLogger(__name__)
+
+# The best person must beat the second best by this much cosine similarity, so two look-alike entries
+# never produce a hit for the weaker one.
+DEFAULT_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class FacePerson:
+    """An enrolled person."""
+
+    id: int
+    name: str
+    list_name: str
+    reason: str
+    created_at: str
+    created_by: str
+    photos: int
+
+
+@dataclass(frozen=True)
+class EnrolledPhoto:
+    """A stored enrolment photo, for re-embedding."""
+
+    id: int
+    person_id: int
+    jpeg: bytes
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    person: FacePerson
+    similarity: float
+    margin: float  # similarity minus the best similarity of any other person (1.0 with one person enrolled)
+
+
+class FaceGallery:
+    """Embeddings of every enrolled photo for one model; matching is one matrix product."""
+
+    def __init__(self, model_id: str, persons: list[FacePerson], embeddings: np.ndarray, row_person: np.ndarray,
+                 threshold: float, margin: float = DEFAULT_MARGIN):
+        self.model_id = model_id
+        self.persons = {person.id: person for person in persons}
+        self.embeddings = embeddings.astype(np.float32)  # (rows, D), L2-normalised
+        self.row_person = row_person.astype(np.int64)  # person id of each row
+        self.threshold = threshold
+        self.margin = margin
+
+    def __len__(self) -> int:
+        return len(self.persons)
+
+    def match(self, probe: np.ndarray) -> FaceMatch | None:
+        """Return the person whose best photo is most similar, if above the threshold and the margin."""
+        if not len(self.embeddings):
+            return None
+        similarities = self.embeddings @ probe.astype(np.float32)
+        best_by_person: dict[int, float] = {}
+        for person_id, similarity in zip(self.row_person.tolist(), similarities.tolist()):
+            best_by_person[person_id] = max(best_by_person.get(person_id, -1.0), similarity)
+        ranked = sorted(best_by_person.items(), key=lambda item: item[1], reverse=True)
+        person_id, best = ranked[0]
+        runner_up = ranked[1][1] if len(ranked) > 1 else best - 1.0
+        if best < self.threshold or best - runner_up < self.margin:
+            return None
+        return FaceMatch(self.persons[person_id], float(best), float(best - runner_up))
+
+
+class FaceWatchlist:
+    """Face tables of a watchlist store."""
+
+    def __init__(self, store: WatchlistStore):
+        self.store = store
+
+    def add_person(self, name: str, list_name: str, reason: str, photos: list[tuple[bytes, np.ndarray]],
+                   model_id: str, actor: str | None = None) -> FacePerson:
+        """Enrol a person from JPEG photos and their embeddings, all in one transaction."""
+        name = validate_text("name", name, "give the person's name")
+        list_name = validate_text("list name", list_name, "give a list such as wanted or missing")
+        reason = validate_text("reason", reason, "give a case number or why the person is enrolled")
+        if not photos:
+            raise InvalidEntryError("no usable photo; enrol a person with at least one photo that passes the gate")
+        actor = resolve_actor(actor)
+        created_at = utc_now()
+        with self.store.transaction(write=True) as connection:
+            person_id = connection.execute(
+                "INSERT INTO face_persons (name, list_name, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                (name, list_name, reason, created_at, actor),
+            ).lastrowid
+            hashes = []
+            for jpeg, embedding in photos:
+                digest = hashlib.sha256(jpeg).hexdigest()
+                hashes.append(digest)
+                photo_id = connection.execute(
+                    "INSERT INTO face_photos (person_id, photo, sha256, added_at) VALUES (?, ?, ?, ?)",
+                    (person_id, jpeg, digest, created_at),
+                ).lastrowid
+                self._insert_embedding(connection, photo_id, model_id, embedding)
+            # The audit row names the photos by hash; it never holds an embedding.
+            self.store.append_audit(connection, actor, "face.add", {
+                "person_id": person_id, "name": name, "list_name": list_name, "reason": reason,
+                "photo_sha256": hashes, "model_id": model_id,
+            })
+        return FacePerson(person_id, name, list_name, reason, created_at, actor, len(photos))
+
+    @staticmethod
+    def _insert_embedding(connection, photo_id: int, model_id: str, embedding: np.ndarray) -> None:
+        vector = np.asarray(embedding, dtype=np.float32)
+        connection.execute(
+            "INSERT OR REPLACE INTO face_embeddings (photo_id, model_id, dimension, vector) VALUES (?, ?, ?, ?)",
+            (photo_id, model_id, int(vector.shape[0]), vector.tobytes()),
+        )
+
+    def remove_person(self, person_id: int, actor: str | None = None) -> int:
+        actor = resolve_actor(actor)
+        with self.store.transaction(write=True) as connection:
+            row = connection.execute("SELECT name, list_name FROM face_persons WHERE id = ?", (person_id,)).fetchone()
+            if row is None:
+                return 0
+            photo_ids = [r[0] for r in connection.execute("SELECT id FROM face_photos WHERE person_id = ?",
+                                                          (person_id,))]
+            connection.executemany("DELETE FROM face_embeddings WHERE photo_id = ?", [(p,) for p in photo_ids])
+            connection.execute("DELETE FROM face_photos WHERE person_id = ?", (person_id,))
+            connection.execute("DELETE FROM face_persons WHERE id = ?", (person_id,))
+            self.store.append_audit(connection, actor, "face.remove",
+                                     {"person_id": person_id, "name": row[0], "list_name": row[1]})
+        return 1
+
+    def list_persons(self) -> list[FacePerson]:
+        with self.store.transaction(write=False) as connection:
+            return self._persons(connection)
+
+    @staticmethod
+    def _persons(connection) -> list[FacePerson]:
+        rows = connection.execute(
+            "SELECT p.id, p.name, p.list_name, p.reason, p.created_at, p.created_by, COUNT(f.id) "
+            "FROM face_persons p LEFT JOIN face_photos f ON f.person_id = p.id GROUP BY p.id ORDER BY p.id"
+        ).fetchall()
+        return [FacePerson(*row) for row in rows]
+
+    def photos(self) -> list[EnrolledPhoto]:
+        with self.store.transaction(write=False) as connection:
+            rows = connection.execute("SELECT id, person_id, photo FROM face_photos ORDER BY id").fetchall()
+        return [EnrolledPhoto(row[0], row[1], bytes(row[2])) for row in rows]
+
+    def store_embeddings(self, model_id: str, embeddings: dict[int, np.ndarray], actor: str | None = None) -> None:
+        """Write embeddings of one model for the given photo ids, as one audited change."""
+        actor = resolve_actor(actor)
+        with self.store.transaction(write=True) as connection:
+            for photo_id, embedding in embeddings.items():
+                self._insert_embedding(connection, photo_id, model_id, embedding)
+            self.store.append_audit(connection, actor, "face.reembed",
+                                     {"model_id": model_id, "photos": len(embeddings)})
+
+    def load_gallery(self, model_id: str, threshold: float, margin: float = DEFAULT_MARGIN
+                     ) -> tuple[int, FaceGallery, int]:
+        """Return (store version, gallery, photos without an embedding of `model_id`)."""
+        with self.store.transaction(write=False) as connection:
+            version = connection.execute("SELECT version FROM watchlist_version WHERE id = 1").fetchone()[0]
+            persons = self._persons(connection)
+            rows = connection.execute(
+                "SELECT f.person_id, e.dimension, e.vector FROM face_photos f JOIN face_embeddings e "
+                "ON e.photo_id = f.id AND e.model_id = ? ORDER BY f.id", (model_id,)
+            ).fetchall()
+            total_photos = connection.execute("SELECT COUNT(*) FROM face_photos").fetchone()[0]
+        vectors = [np.frombuffer(row[2], dtype=np.float32, count=row[1]) for row in rows]
+        dimension = vectors[0].shape[0] if vectors else 0
+        embeddings = np.stack(vectors) if vectors else np.zeros((0, dimension), dtype=np.float32)
+        row_person = np.array([row[0] for row in rows], dtype=np.int64)
+        with_embeddings = {row[0] for row in rows}
+        persons = [p for p in persons if p.id in with_embeddings]
+        gallery = FaceGallery(model_id, persons, embeddings, row_person, threshold, margin)
+        return version, gallery, total_photos - len(rows)
+
+
+class FaceGalleryReloader:
+    """The current FaceGallery of a store, reloaded when the store's version changes (checked at most every
+    `poll_interval_s`)."""
+
+    def __init__(self, watchlist: FaceWatchlist, model_id: str, threshold: float, poll_interval_s: float = 2.0):
+        self.watchlist = watchlist
+        self.model_id = model_id
+        self.threshold = threshold
+        self.poll_interval_s = poll_interval_s
+        self.version, self._gallery, missing = watchlist.load_gallery(model_id, threshold)
+        self._next_check = time.monotonic() + poll_interval_s
+        self._log_loaded(missing)
+
+    def _log_loaded(self, missing: int) -> None:
+        log.info("face gallery loaded: %d persons for model %s, version %d", len(self._gallery), self.model_id,
+                 self.version)
+        if missing:
+            log.warning("face gallery: %d enrolment photos have no embedding from %s; run `edge watchlist faces "
+                        "reembed` so they can match", missing, self.model_id)
+
+    def current(self) -> FaceGallery:
+        return self._gallery
+
+    def refresh_if_changed(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self.poll_interval_s
+        try:
+            if self.watchlist.store.version() == self.version:
+                return False
+            self.version, self._gallery, missing = self.watchlist.load_gallery(self.model_id, self.threshold)
+        except InvalidEntryError as error:
+            log.warning("face gallery not reloaded, keeping version %d: %s", self.version, error)
+            return False
+        self._log_loaded(missing)
+        return True
+
+
