@@ -19,7 +19,9 @@ from edge.plates.detector import PlateDetector
 from edge.plates.recognizer import PlateRecognizer
 from edge.plates.stage import PlateStage
 from edge.runtime.detector import Detector
-from edge.runtime.pipeline import CameraAnalysis, PipelineRunner
+from edge.runtime.analysis import CameraAnalysis
+from edge.runtime.pipeline import PipelineRunner, SecondStage
+from edge.runtime.plate_runner import PlateStageRunner
 from edge.runtime.scheduler import BatchScheduler
 from edge.watchlist.plates import PlateWatchlistReloader
 from edge.watchlist.store import WatchlistStore
@@ -99,12 +101,12 @@ class Daemon:
             detector = Detector(pipeline.model, pipeline.model_path, stage, site.runtime.providers,
                                 site.runtime.intra_op_threads)
             self.detectors[name] = detector
-            plate_stage = plate_events = None
+            stages: list[SecondStage] = []
             if pipeline.config.plates is not None:
                 plate_stage, plate_events = self._plate_stage(pipeline)
                 self.plate_events[name] = plate_events
-            runner = PipelineRunner(pipeline.config, analyses[name], self._publish, site.publisher, plate_stage,
-                                    plate_events)
+                stages.append(PlateStageRunner(pipeline.config.plates, plate_stage, plate_events, analyses[name]))
+            runner = PipelineRunner(analyses[name], self._publish, site.publisher, stages)
             self.runners[name] = runner
             self.schedulers[name] = BatchScheduler(name, detector, stage.batch_size, stage.max_wait_ms,
                                                    runner.on_batch, self.stop_event)

@@ -8,7 +8,7 @@ from typing import Callable
 
 from edge.bus.schema import utc_iso
 from edge.config.pipeline import PlateStage
-from edge.events.snapshot import encode_jpeg
+from edge.events.snapshot import encode_jpegs
 from edge.plates.vote import PlateObservation, PlateVote, TrackVotes
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,7 @@ class PlateEventBuilder:
         state.published.add(track_id)
         state.votes.pop(track_id, None)
         body = plate_body(camera_id, track_id, vote)
-        images = [encode_jpeg(vote.best.frame_bgr, self.jpeg_quality),
-                  encode_jpeg(vote.best.result.plate_bgr, self.jpeg_quality)]
+        images = encode_jpegs([vote.best.frame_bgr, vote.best.result.plate_bgr], self.jpeg_quality)
         events = [FeedEvent(TOPIC_PLATE, body, images)]
         self.plates_published += 1
         for match in self.match_watchlist(vote.text):

@@ -28,11 +28,13 @@ LATIN_FONT_PATH = FONT_DIR / "NotoSansCJK-Bold.ttc"
 FONT_MISSING_REASON = "Noto Sans CJK font not found: apt-get install fonts-noto-cjk"
 # Face indices inside the collections: "Noto Sans CJK SC" has the simplified Chinese glyph forms.
 CJK_FACE = 2
-LATIN_FACE = 2
+LATIN_FACE = 7
 FONT_RENDER_SIZE = 256
 
 SUPERSAMPLE = 4
 GLYPH_WIDTH_FRACTION = 1.0
+RIVETS = True
+NOISE_SIGMA = 0.0
 STROKE_THINNING = 0
 # Sigma in output pixels of the blur that softens the remaining hard edges, as any lens does.
 ANTI_ALIAS_SIGMA = 0.5
@@ -241,6 +243,9 @@ def render_plate(text: str, style: str, double_row: bool = False, px_per_mm: flo
         centre = (round(layout.dot_centre[0] * scale), round(layout.dot_centre[1] * scale))
         cv2.circle(lines, centre, round(SEPARATOR_DOT_DIAMETER_MM / 2 * scale), 1.0, -1)
 
+    if RIVETS:
+        for rx in (0.25, 0.75):
+            cv2.circle(lines, (round(layout.width * rx * scale), round(12 * scale)), round(4 * scale), 0.6, -1)
     for colour, mask in masks.items():
         weight = mask[:, :, None]
         plate = (1 - weight) * plate + weight * np.float32(colour)
@@ -248,6 +253,8 @@ def render_plate(text: str, style: str, double_row: bool = False, px_per_mm: flo
     small = cv2.resize(plate, (round(layout.width * px_per_mm), round(layout.height * px_per_mm)),
                        interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), ANTI_ALIAS_SIGMA)
+    if NOISE_SIGMA:
+        small = small + np.random.default_rng(len(text)).normal(0, NOISE_SIGMA, small.shape)
     return np.clip(small + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -1,0 +1,22 @@
+"""Per-camera state kept by a pipeline: the object tracker and the stage counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge.config import CameraConfig
+from edge.track.tracker import Tracker
+
+
+@dataclass
+class CameraAnalysis:
+    camera: CameraConfig
+    tracker: Tracker = field(default_factory=Tracker)
+    frames_inferred: int = 0
+    messages_published: int = 0
+    detections_published: int = 0
+    plates_read: int = 0
+    plates_invalid: int = 0
+    faces_seen: int = 0
+    faces_rejected: int = 0  # below the quality gate, so never matched
+    face_hits: int = 0
