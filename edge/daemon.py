@@ -11,7 +11,12 @@ from edge import systemd
 from edge.bus.publisher import Publisher
 from edge.bus.schema import TOPIC_HEALTH
 from edge.config import CameraConfig
+from edge.events.faces import FaceEventBuilder
 from edge.events.plates import PlateEventBuilder
+from edge.faces.analyzer import FaceAnalyzer
+from edge.faces.detector import FaceDetector
+from edge.faces.embedder import FaceEmbedder
+from edge.faces.quality import QualityGate
 from edge.ingest.reader import CameraReader, ReaderState
 from edge.ingest.redact import redact_url
 from edge.plan import PipelinePlan, RunPlan
@@ -21,9 +26,11 @@ from edge.plates.stage import PlateStage
 from edge.runtime.detector import Detector
 from edge.runtime.analysis import CameraAnalysis
 from edge.runtime.pipeline import PipelineRunner, SecondStage
+from edge.runtime.face_runner import FaceStageRunner
 from edge.runtime.plate_runner import PlateStageRunner
 from edge.runtime.scheduler import BatchScheduler
 from edge.watchlist.plates import PlateWatchlistReloader
+from edge.watchlist.faces import FaceGalleryReloader, FaceWatchlist
 from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,9 @@ class CameraRuntime:
             "detections_published": analysis.detections_published,
             "plates_read": analysis.plates_read,
             "plates_invalid": analysis.plates_invalid,
+            "faces_seen": analysis.faces_seen,
+            "faces_rejected": analysis.faces_rejected,
+            "face_hits": analysis.face_hits,
         }
 
 
@@ -71,15 +81,15 @@ class Daemon:
         self.cameras: dict[str, CameraRuntime] = {}
         self.watchlist_store: WatchlistStore | None = None
         self.watchlist: PlateWatchlistReloader | None = None
+        self.face_galleries: list[FaceGalleryReloader] = []
+        self.face_events: list[FaceEventBuilder] = []
         self.started_monotonic = time.monotonic()
 
     def _plate_stage(self, pipeline: PipelinePlan) -> tuple[PlateStage, PlateEventBuilder]:
         site = self.plan.site
         stage_config = pipeline.config.plates
         if self.watchlist is None:
-            store_path = (self.plan.site_path.parent / site.watchlist_db) if site.watchlist_db else None
-            self.watchlist_store = WatchlistStore(store_path)
-            self.watchlist = PlateWatchlistReloader(self.watchlist_store)
+            self.watchlist = PlateWatchlistReloader(self._open_watchlist_store())
         detector = PlateDetector(pipeline.plate_detector.entry, pipeline.plate_detector.path, site.runtime.providers,
                                  stage_config.detector_score_threshold)
         recognizer = PlateRecognizer(pipeline.plate_recognizer.entry, pipeline.plate_recognizer.path,
@@ -88,6 +98,37 @@ class Daemon:
         events = PlateEventBuilder(stage_config, lambda text: watchlist.current().match(text),
                                    site.publisher.jpeg_quality)
         return PlateStage(detector, recognizer), events
+
+    def _open_watchlist_store(self) -> WatchlistStore:
+        if self.watchlist_store is None:
+            site = self.plan.site
+            store_path = (self.plan.site_path.parent / site.watchlist_db) if site.watchlist_db else None
+            self.watchlist_store = WatchlistStore(store_path)
+        return self.watchlist_store
+
+    def _face_stage(self, pipeline: PipelinePlan, analyses: dict[str, CameraAnalysis]) -> FaceStageRunner:
+        site = self.plan.site
+        config = pipeline.config.faces
+        embedder = FaceEmbedder(pipeline.face_embedder.entry, pipeline.face_embedder.path, site.runtime.providers)
+        threshold = config.match_threshold or pipeline.face_embedder.entry.match_threshold
+        reloader = FaceGalleryReloader(FaceWatchlist(self._open_watchlist_store()), embedder.model_id, threshold,
+                                       margin=config.match_margin)
+        self.face_galleries.append(reloader)
+        gate = QualityGate(min_face_px=config.min_face_px, min_score=config.detector_score_threshold,
+                           min_sharpness=config.min_sharpness, max_yaw_deg=config.max_yaw_deg,
+                           max_pitch_deg=config.max_pitch_deg)
+
+        def analyzer(input_px: int) -> FaceAnalyzer:
+            detector = FaceDetector(pipeline.face_detector.entry, pipeline.face_detector.path,
+                                    site.runtime.providers, config.detector_score_threshold,
+                                    input_size=(input_px, input_px))
+            return FaceAnalyzer(detector, embedder, gate)
+
+        has_face_cameras = any(analysis.camera.face_camera for analysis in analyses.values())
+        events = FaceEventBuilder(config, reloader.current, site.publisher.jpeg_quality)
+        self.face_events.append(events)
+        return FaceStageRunner(config, analyzer(config.crop_input_px),
+                               analyzer(config.frame_input_px) if has_face_cameras else None, events, analyses)
 
     def _build(self) -> None:
         site = self.plan.site
@@ -106,6 +147,8 @@ class Daemon:
                 plate_stage, plate_events = self._plate_stage(pipeline)
                 self.plate_events[name] = plate_events
                 stages.append(PlateStageRunner(pipeline.config.plates, plate_stage, plate_events, analyses[name]))
+            if pipeline.config.faces is not None:
+                stages.append(self._face_stage(pipeline, analyses[name]))
             runner = PipelineRunner(analyses[name], self._publish, site.publisher, stages)
             self.runners[name] = runner
             self.schedulers[name] = BatchScheduler(name, detector, stage.batch_size, stage.max_wait_ms,
@@ -134,6 +177,11 @@ class Daemon:
                               for name, b in self.plate_events.items()},
                 "watchlist_version": self.watchlist.version if self.watchlist else None,
             }
+        if self.face_galleries:
+            body["faces"] = {
+                "hits_published": sum(events.hits_published for events in self.face_events),
+                "gallery_persons": sum(len(gallery.current()) for gallery in self.face_galleries),
+            }
         return body
 
     def _log_summary(self) -> None:
@@ -145,6 +193,10 @@ class Daemon:
             log.info("pipeline %s: model %s (%s) on %s, batch %d, classes %s", name, pipeline.model.name,
                      pipeline.model_path, detector.provider, detector.max_batch,
                      ", ".join(pipeline.config.detect.classes))
+            if pipeline.face_detector is not None:
+                log.info("pipeline %s: faces with %s and %s, gallery of %d persons", name,
+                         pipeline.face_detector.entry.name, pipeline.face_embedder.entry.name,
+                         sum(len(gallery.current()) for gallery in self.face_galleries))
             if pipeline.plate_detector is not None:
                 log.info("pipeline %s: plates with %s and %s, watchlist %s (%d entries)", name,
                          pipeline.plate_detector.entry.name, pipeline.plate_recognizer.entry.name,
@@ -200,6 +252,8 @@ class Daemon:
                     next_health = now + health_interval_s
                 if self.watchlist is not None:
                     self.watchlist.refresh_if_changed()
+                for gallery in self.face_galleries:
+                    gallery.refresh_if_changed()
                 if all(s.is_alive() for s in self.schedulers.values()):
                     systemd.notify("WATCHDOG=1")
         finally:

@@ -14,6 +14,8 @@ from edge.config.loader import pipeline_dir_for, read_toml, validate
 from edge.config.site import RTSP_SCHEMES
 from edge.ingest.reader import resolve_source
 from edge.models.manifest import AssetError, ModelEntry, load_manifest, media_dirs, model_dirs, resolve_file
+from edge.faces.detector import FACE_DETECTOR_FAMILIES
+from edge.faces.embedder import EMBEDDER_FAMILIES as FACE_EMBEDDER_FAMILIES
 from edge.plates.detector import PLATE_DETECTOR_FAMILIES
 from edge.plates.recognizer import RECOGNIZER_FAMILIES
 from edge.runtime.detector import DETECTOR_FAMILIES
@@ -35,6 +37,8 @@ class PipelinePlan:
     model_path: Path
     plate_detector: ResolvedModel | None = None
     plate_recognizer: ResolvedModel | None = None
+    face_detector: ResolvedModel | None = None
+    face_embedder: ResolvedModel | None = None
 
 
 @dataclass(frozen=True)
@@ -122,15 +126,26 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
         if pipeline.plates is not None:
             plate_detector = resolve("plates.detector", pipeline.plates.detector, PLATE_DETECTOR_FAMILIES)
             plate_recognizer = resolve("plates.recognizer", pipeline.plates.recognizer, RECOGNIZER_FAMILIES)
+        face_detector = face_embedder = None
+        if pipeline.faces is not None:
+            face_detector = resolve("faces.detector", pipeline.faces.detector, FACE_DETECTOR_FAMILIES)
+            face_embedder = resolve("faces.embedder", pipeline.faces.embedder, FACE_EMBEDDER_FAMILIES)
+            if (face_embedder is not None and pipeline.faces.match_threshold is None
+                    and face_embedder.entry.match_threshold is None):
+                issues.append(issue(pipeline_path, "faces.match_threshold", f"model '{face_embedder.entry.name}' "
+                                    "has no match_threshold in the manifest; set one here"))
         if detect is not None:
             pipelines[camera.pipeline] = PipelinePlan(pipeline, detect.entry, detect.path, plate_detector,
-                                                      plate_recognizer)
+                                                      plate_recognizer, face_detector, face_embedder)
 
     for index, camera in enabled:
         plan = pipelines.get(camera.pipeline)
         if camera.plate_camera and plan is not None and plan.config.plates is None:
             issues.append(issue(site_path, f"cameras[{index}].plate_camera", f"pipeline '{camera.pipeline}' has no "
                                 "[plates] stage; use a pipeline with one, such as 'plates'", True))
+        if camera.face_camera and plan is not None and plan.config.faces is None:
+            issues.append(issue(site_path, f"cameras[{index}].face_camera", f"pipeline '{camera.pipeline}' has no "
+                                "[faces] stage; use a pipeline with one, such as 'faces'", True))
 
     sources: dict[str, str] = {}
     for index, camera in enabled:

@@ -95,9 +95,49 @@ class PlateStage(StrictModel):
         return classes
 
 
+class FaceStage(StrictModel):
+    """Faces on person crops (or whole frames of face cameras), matched against the face watchlist only."""
+
+    detector: str = Field(min_length=1, description="Face detector model name from models/manifest.toml.")
+    embedder: str = Field(min_length=1, description="Face embedding model name from models/manifest.toml.")
+    min_person_height_px: int = Field(
+        default=96, ge=16, le=4000,
+        description="Shorter people are skipped; their faces are too small to match reliably.",
+    )
+    detector_score_threshold: float = Field(default=0.6, gt=0, lt=1, description="Minimum face detection score.")
+    crop_input_px: int = Field(
+        default=320, ge=64, le=1280, multiple_of=32,
+        description="Face detector input size for person crops; smaller is faster but misses small faces.",
+    )
+    frame_input_px: int = Field(
+        default=640, ge=64, le=2048, multiple_of=32, description="Face detector input size for whole frames.",
+    )
+    min_face_px: float = Field(
+        default=40.0, ge=8, le=1000, description="Quality gate: minimum distance between the eyes, in pixels.",
+    )
+    min_sharpness: float = Field(
+        default=60.0, ge=0, description="Quality gate: minimum variance of the Laplacian of the aligned face.",
+    )
+    max_yaw_deg: float = Field(default=40.0, gt=0, le=90, description="Quality gate: maximum head turn.")
+    max_pitch_deg: float = Field(default=30.0, gt=0, le=90, description="Quality gate: maximum head tilt.")
+    max_faces_per_track: int = Field(
+        default=10, ge=1, le=200,
+        description="Faces of one person track that are embedded and matched; later faces are skipped.",
+    )
+    match_threshold: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="Cosine similarity for a match; unset uses the embedder's threshold from the manifest.",
+    )
+    match_margin: float = Field(
+        default=0.05, ge=0, lt=1,
+        description="The best person must beat the second best by this much; raise it for fewer confusions.",
+    )
+
+
 class PipelineConfig(StrictModel):
     """One pipeline file."""
 
     name: str = Field(pattern=r"^[a-z0-9_-]+$", description="Pipeline name; cameras refer to it.")
     detect: DetectStage
     plates: PlateStage | None = None
+    faces: FaceStage | None = None

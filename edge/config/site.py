@@ -47,6 +47,11 @@ class CameraConfig(StrictModel):
         description="File sources only: pace frames to their timestamps; false reads as fast as possible.",
     )
     loop: bool = Field(default=False, description="File sources only: start again from the beginning at the end.")
+    face_camera: bool = Field(
+        default=False,
+        description="A camera that films faces close up: search whole frames for faces instead of person "
+        "crops; its pipeline needs a [faces] stage.",
+    )
     plate_camera: bool = Field(
         default=False,
         description="A dedicated plate camera: search whole frames for plates instead of vehicle crops; its "

@@ -64,6 +64,9 @@ def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     audit.add_argument("--limit", type=int, default=50, metavar="N", help="rows to print, newest first (default 50)")
     audit.add_argument("--json", action="store_true", help="print one JSON object per row with the full detail")
 
+    from edge.watchlist.face_cli import add_face_commands
+
+    add_face_commands(watchlist_commands, common)
     watchlist.set_defaults(handler=run_watchlist_command)
     return watchlist
 
@@ -74,6 +77,10 @@ def run_watchlist_command(args: argparse.Namespace) -> int:
         store = WatchlistStore(args.db)
         if args.watchlist_command == "audit":
             return _print_audit(store.audit_log(args.limit), args.json)
+        if args.watchlist_command == "faces":
+            from edge.watchlist.face_cli import run_face_command
+
+            return run_face_command(args, store)
         if args.plates_command == "add":
             entry = store.add_plate(args.pattern, args.reason, args.list_name, args.max_edits, actor=args.actor)
             print(f"added entry {entry.id}: {entry.pattern} (max_edits {entry.max_edits}) "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.watchlist.plates import InvalidEntryError
+from edge.watchlist.plates import InvalidEntryError, WatchlistError
 from edge.watchlist.store import WatchlistStore, resolve_actor, utc_now, validate_text
 
 log = logging.getLogger(__name__)
@@ -194,12 +194,14 @@ class FaceGalleryReloader:
     """The current FaceGallery of a store, reloaded when the store's version changes (checked at most every
     `poll_interval_s`)."""
 
-    def __init__(self, watchlist: FaceWatchlist, model_id: str, threshold: float, poll_interval_s: float = 2.0):
+    def __init__(self, watchlist: FaceWatchlist, model_id: str, threshold: float, margin: float = DEFAULT_MARGIN,
+                 poll_interval_s: float = 2.0):
         self.watchlist = watchlist
         self.model_id = model_id
         self.threshold = threshold
+        self.margin = margin
         self.poll_interval_s = poll_interval_s
-        self.version, self._gallery, missing = watchlist.load_gallery(model_id, threshold)
+        self.version, self._gallery, missing = watchlist.load_gallery(model_id, threshold, margin)
         self._next_check = time.monotonic() + poll_interval_s
         self._log_loaded(missing)
 
@@ -221,8 +223,9 @@ class FaceGalleryReloader:
         try:
             if self.watchlist.store.version() == self.version:
                 return False
-            self.version, self._gallery, missing = self.watchlist.load_gallery(self.model_id, self.threshold)
-        except InvalidEntryError as error:
+            self.version, self._gallery, missing = self.watchlist.load_gallery(self.model_id, self.threshold,
+                                                                               self.margin)
+        except WatchlistError as error:
             log.warning("face gallery not reloaded, keeping version %d: %s", self.version, error)
             return False
         self._log_loaded(missing)

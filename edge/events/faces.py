@@ -1,0 +1,138 @@
+"""Face events: at most one `hit.face` per person track and watchlist person.
+
+Privacy: the embeddings of a track live in memory only while the track lives. A face that matches no
+enrolled person produces no message, log line or file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edge.bus.schema import utc_iso
+from edge.config.pipeline import FaceStage
+from edge.events.plates import FeedEvent
+from edge.events.snapshot import encode_jpegs
+from edge.faces.analyzer import FaceResult
+from edge.watchlist.faces import FaceGallery, FaceMatch
+
+log = logging.getLogger(__name__)
+
+TOPIC_FACE_HIT = "hit.face"
+# Fraction of the face box added on each side of the face crop sent with a hit.
+CROP_MARGIN = 0.3
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    result: FaceResult
+    frame_bgr: np.ndarray
+    frame_time_utc: float
+    person_box_xyxy: np.ndarray
+
+
+@dataclass
+class _TrackState:
+    attempts: int = 0
+    embedding_sum: np.ndarray | None = None  # sum of this track's passing faces, for an averaged attempt
+    hit_person_ids: set[int] = field(default_factory=set)
+    done: bool = False
+
+
+def _round(values) -> list:
+    return np.round(np.asarray(values, dtype=np.float64), 1).tolist()
+
+
+def face_crop(frame_bgr: np.ndarray, box_xyxy: np.ndarray) -> np.ndarray:
+    height, width = frame_bgr.shape[:2]
+    x1, y1, x2, y2 = box_xyxy
+    margin_x, margin_y = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
+    left, top = int(max(0, x1 - margin_x)), int(max(0, y1 - margin_y))
+    right, bottom = int(min(width, x2 + margin_x)), int(min(height, y2 + margin_y))
+    return frame_bgr[top:max(bottom, top + 1), left:max(right, left + 1)]
+
+
+def hit_body(camera_id: str, track_id: int, observation: FaceObservation, match: FaceMatch, model_id: str) -> dict:
+    quality = observation.result.quality
+    detection = observation.result.detection
+    person = match.person
+    return {
+        "camera_id": camera_id,
+        "track_id": track_id,
+        "frame_time": utc_iso(observation.frame_time_utc),
+        "person": {"id": person.id, "name": person.name, "list_name": person.list_name, "reason": person.reason},
+        "similarity": round(match.similarity, 4),
+        "margin": round(match.margin, 4),
+        "model_id": model_id,
+        "face": {
+            "box_xyxy": _round(detection.box_xyxy),
+            "landmarks_xy": _round(detection.landmarks_xy),
+            "detector_score": round(float(detection.score), 4),
+            "eye_distance_px": round(float(quality.face_px), 1),
+            "sharpness": round(float(quality.sharpness), 1),
+            "yaw_deg": round(float(quality.yaw_deg), 1),
+            "pitch_deg": round(float(quality.pitch_deg), 1),
+        },
+        "person_box_xyxy": _round(observation.person_box_xyxy),
+    }
+
+
+class FaceEventBuilder:
+    """Matches each track's good faces against the gallery; a track stops being checked once it matched."""
+
+    def __init__(self, stage: FaceStage, gallery: Callable[[], FaceGallery], jpeg_quality: int):
+        self.stage = stage
+        self.gallery = gallery
+        self.jpeg_quality = jpeg_quality
+        self._tracks: dict[tuple[str, int], _TrackState] = {}
+        self.hits_published = 0
+
+    def wants_faces(self, camera_id: str, track_id: int) -> bool:
+        state = self._tracks.get((camera_id, track_id))
+        return state is None or (not state.done and state.attempts < self.stage.max_faces_per_track)
+
+    def on_frame(self, camera_id: str, observations: dict[int, list[FaceObservation]],
+                 ended_track_ids: list[int]) -> list[FeedEvent]:
+        gallery = self.gallery()
+        events: list[FeedEvent] = []
+        for track_id, track_observations in observations.items():
+            state = self._tracks.setdefault((camera_id, track_id), _TrackState())
+            for observation in track_observations:
+                if state.done or observation.result.embedding is None:
+                    continue
+                match = self._attempt(gallery, state, observation.result.embedding)
+                if match is not None and match.person.id not in state.hit_person_ids:
+                    state.hit_person_ids.add(match.person.id)
+                    # One passer-by is one person: stop checking this track.
+                    state.done = True
+                    events.append(self._hit(camera_id, track_id, observation, match, gallery.model_id))
+        for track_id in ended_track_ids:
+            # Forget the track's embeddings as soon as it ends.
+            self._tracks.pop((camera_id, track_id), None)
+        return events
+
+    def _attempt(self, gallery: FaceGallery, state: _TrackState, embedding: np.ndarray) -> FaceMatch | None:
+        state.attempts += 1
+        state.embedding_sum = embedding.copy() if state.embedding_sum is None else state.embedding_sum + embedding
+        match = gallery.match(embedding)
+        if match is None and state.attempts > 1:
+            # The mean of several good faces is steadier than any one of them.
+            mean = state.embedding_sum / np.linalg.norm(state.embedding_sum)
+            match = gallery.match(mean)
+        return match
+
+    def _hit(self, camera_id: str, track_id: int, observation: FaceObservation, match: FaceMatch,
+             model_id: str) -> FeedEvent:
+        self.hits_published += 1
+        log.info("%s: face on track %d matches watchlist person %d on list '%s' (similarity %.3f)", camera_id,
+                 track_id, match.person.id, match.person.list_name, match.similarity)
+        crop = face_crop(observation.frame_bgr, observation.result.detection.box_xyxy)
+        images = encode_jpegs([observation.frame_bgr, crop], self.jpeg_quality)
+        return FeedEvent(TOPIC_FACE_HIT, hit_body(camera_id, track_id, observation, match, model_id), images)
+
+    def forget_camera(self, camera_id: str) -> None:
+        for key in [key for key in self._tracks if key[0] == camera_id]:
+            del self._tracks[key]

@@ -1,0 +1,183 @@
+"""Rendered plates for every province and plate type, read by the real plate detector and recogniser.
+
+Quality target: clean renders read exactly. Blurred, JPEG-compressed and turned renders may be
+missed or read as invalid, which keeps them off the feed. A valid read, which the daemon publishes,
+must keep the province and the length of the plate.
+
+The renders come from tests/support/render_plate.py with Noto Sans CJK, not from the plate
+typeface, so some glyphs (Q, W, some province characters) differ from real plates. Each case that
+the current models fail is marked xfail(strict=True) with the measured read, so a model or
+renderer change that fixes it makes the suite fail until the mark is removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from edge.core.regions import Region
+from edge.models.manifest import load_manifest, resolve_file
+from edge.plates.detector import PlateDetector
+from edge.plates.grammar import DIGITS, LETTERS, PROVINCES
+from edge.plates.recognizer import PlateRecognizer
+from edge.plates.stage import PlateResult, PlateStage
+from tests.conftest import MODEL_DIR
+from tests.support import render_plate
+
+pytestmark = pytest.mark.skipif(not render_plate.font_available(), reason=render_plate.FONT_MISSING_REASON)
+
+DETECTOR = "hyperlpr3_y5fu_320"
+RECOGNIZER = "wq_plate_rec_color"
+SCENE_SIZE = (640, 480)
+DEGRADATIONS = ("blur", "jpeg40", "perspective15")
+
+# Region names in the order of PROVINCES, used as test ids.
+PROVINCE_NAMES = (
+    "beijing", "tianjin", "shanghai", "chongqing", "hebei", "henan", "yunnan", "liaoning", "heilongjiang",
+    "hunan", "anhui", "shandong", "xinjiang", "jiangsu", "zhejiang", "jiangxi", "hubei", "guangxi", "gansu",
+    "shanxi", "neimenggu", "shaanxi", "jilin", "fujian", "guizhou", "guangdong", "qinghai", "xizang",
+    "sichuan", "ningxia", "hainan",
+)
+
+
+@dataclass(frozen=True)
+class PlateCase:
+    """One rendered plate and what the pipeline must read from it."""
+
+    id: str
+    text: str
+    style: str  # one of render_plate.STYLES
+    plate_type: str
+    double_row: bool = False
+
+
+def serial(index: int, length: int) -> str:
+    """Return `length` serial characters, alternating letters and digits, derived from `index`."""
+    characters = []
+    for position in range(length):
+        if (index + position) % 2 == 0:
+            characters.append(LETTERS[(7 * index + 5 * position + 3) % len(LETTERS)])
+        else:
+            characters.append(DIGITS[(3 * index + 7 * position + 1) % len(DIGITS)])
+    return "".join(characters)
+
+
+def digits(index: int, length: int) -> str:
+    return "".join(DIGITS[(3 * index + 7 * position + 1) % len(DIGITS)] for position in range(length))
+
+
+def authority(index: int) -> str:
+    return LETTERS[index % len(LETTERS)]
+
+
+PROVINCE_CASES = [
+    PlateCase(name, province + authority(index) + serial(index, 5), "blue", "standard")
+    for index, (province, name) in enumerate(zip(PROVINCES, PROVINCE_NAMES, strict=True))
+]
+
+# Indices from 40 up keep the serials apart from the province cases.
+TYPE_CASES = [
+    PlateCase("standard_blue", "京" + authority(40) + serial(40, 5), "blue", "standard"),
+    PlateCase("standard_yellow", "鲁" + authority(41) + serial(41, 5), "yellow", "standard"),
+    PlateCase("new_energy_small_d", "苏" + authority(42) + "D" + digits(42, 5), "green", "new_energy_small"),
+    PlateCase("new_energy_small_f", "沪" + authority(43) + "F" + serial(44, 1) + digits(43, 4), "green",
+              "new_energy_small"),
+    PlateCase("new_energy_large", "粤" + authority(44) + digits(44, 5) + "D", "yellow_green", "new_energy_large"),
+    PlateCase("police", "鄂" + authority(45) + serial(45, 4) + "警", "white", "police"),
+    PlateCase("coach", "浙" + authority(46) + serial(46, 4) + "学", "yellow", "coach"),
+    PlateCase("trailer", "冀" + authority(47) + serial(47, 4) + "挂", "yellow", "trailer"),
+    PlateCase("hong_kong", "粤Z" + serial(48, 4) + "港", "black", "hong_kong"),
+    PlateCase("macau", "粤Z" + serial(49, 4) + "澳", "black", "macau"),
+    PlateCase("consulate", "沪" + authority(50) + digits(50, 4) + "领", "black", "consulate"),
+    PlateCase("embassy", "使" + digits(51, 6), "black", "embassy"),
+    PlateCase("double_row_yellow", "豫" + authority(52) + serial(52, 5), "yellow", "standard", double_row=True),
+]
+
+# Cases that the current renderer and models fail, with the measured read. Keys are (variant, case id).
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+
+
+def params(cases: list[PlateCase], variant: str) -> list:
+    marked = []
+    for case in cases:
+        reason = KNOWN_FAILURES.get((variant, case.id))
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        marked.append(pytest.param(case, id=case.id, marks=marks))
+    return marked
+
+
+@pytest.fixture(scope="module")
+def stage() -> PlateStage:
+    manifest = load_manifest()
+    detector_entry, recognizer_entry = manifest.model(DETECTOR), manifest.model(RECOGNIZER)
+    return PlateStage(PlateDetector(detector_entry, resolve_file(detector_entry, [MODEL_DIR]), ["cpu"]),
+                      PlateRecognizer(recognizer_entry, resolve_file(recognizer_entry, [MODEL_DIR]), ["cpu"]))
+
+
+def render_scene(case: PlateCase, variant: str) -> np.ndarray:
+    """Render the plate on a car-like scene, with the degradation that `variant` names."""
+    plate = render_plate.render_plate(case.text, case.style, case.double_row)
+    if variant == "perspective15":
+        warped, mask = render_plate.rotate_plate_plane(plate, 15.0)
+        scene, _ = render_plate.place_on_background(warped, mask, SCENE_SIZE)
+        return scene
+
+    scene, _ = render_plate.place_on_background(plate, None, SCENE_SIZE)
+    if variant == "blur":
+        return render_plate.gaussian_blur(scene, 1.5)
+    if variant == "jpeg40":
+        return render_plate.jpeg_reencode(scene, 40)
+    if variant != "clean":
+        raise ValueError(f"unknown variant {variant!r}")
+    return scene
+
+
+def read_scene(stage: PlateStage, case: PlateCase, variant: str) -> list[PlateResult]:
+    return stage.read([Region.whole_frame(render_scene(case, variant))])
+
+
+def describe(results: list[PlateResult]) -> str:
+    return ", ".join(f"{r.text} (valid={r.valid}, colour={r.read.colour}, reason={r.check.reason})"
+                     for r in results) or "no plate"
+
+
+def assert_read_exactly(stage: PlateStage, case: PlateCase) -> None:
+    results = read_scene(stage, case, "clean")
+
+    assert len(results) == 1, f"{case.text}: expected one plate, got {describe(results)}"
+    (result,) = results
+    assert result.text == case.text, f"{case.text}: read {describe(results)}"
+    assert result.valid, f"{case.text}: read {describe(results)}"
+    assert result.check.plate_type == case.plate_type
+    assert result.double_row is case.double_row
+
+
+@pytest.mark.parametrize("case", params(PROVINCE_CASES, "clean"))
+def test_province_plate_reads_exactly(stage, case):
+    assert_read_exactly(stage, case)
+
+
+@pytest.mark.parametrize("case", params(TYPE_CASES, "clean"))
+def test_plate_type_reads_exactly(stage, case):
+    assert_read_exactly(stage, case)
+
+
+def degraded_params() -> list:
+    marked = []
+    for variant in DEGRADATIONS:
+        for param in params(PROVINCE_CASES + TYPE_CASES, variant):
+            marked.append(pytest.param(*param.values, variant, id=f"{variant}-{param.id}", marks=param.marks))
+    return marked
+
+
+@pytest.mark.parametrize(("case", "variant"), degraded_params())
+def test_degraded_plate_never_published_wrong(stage, case, variant):
+    results = read_scene(stage, case, variant)
+
+    for result in results:
+        if not result.valid:
+            continue  # invalid reads are not published
+        assert result.text[0] == case.text[0], f"{case.text}: published {describe(results)}"
+        assert len(result.text) == len(case.text), f"{case.text}: published {describe(results)}"
