@@ -119,9 +119,11 @@ class Daemon:
                            max_pitch_deg=config.max_pitch_deg)
 
         def analyzer(input_px: int) -> FaceAnalyzer:
+            # A graph with a fixed input size (such as yunet_s_640) runs at that size whatever is configured.
+            fixed_width, fixed_height = pipeline.face_detector.entry.input_size
+            size = (fixed_width, fixed_height) if fixed_width and fixed_height else (input_px, input_px)
             detector = FaceDetector(pipeline.face_detector.entry, pipeline.face_detector.path,
-                                    site.runtime.providers, config.detector_score_threshold,
-                                    input_size=(input_px, input_px))
+                                    site.runtime.providers, config.detector_score_threshold, input_size=size)
             return FaceAnalyzer(detector, embedder, gate)
 
         has_face_cameras = any(analysis.camera.face_camera for analysis in analyses.values())

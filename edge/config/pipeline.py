@@ -107,7 +107,8 @@ class FaceStage(StrictModel):
     detector_score_threshold: float = Field(default=0.6, gt=0, lt=1, description="Minimum face detection score.")
     crop_input_px: int = Field(
         default=320, ge=64, le=1280, multiple_of=32,
-        description="Face detector input size for person crops; smaller is faster but misses small faces.",
+        description="Face detector input size for person crops; smaller is faster but misses small faces. "
+        "Detectors with a fixed input size in the manifest ignore it.",
     )
     frame_input_px: int = Field(
         default=640, ge=64, le=2048, multiple_of=32, description="Face detector input size for whole frames.",

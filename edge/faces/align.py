@@ -7,7 +7,7 @@ import numpy as np
 
 ALIGNED_SIZE = 112
 # The 5-point template of InsightFace's ArcFace models at 112x112, in LANDMARK_NAMES order (image-left eye
-# first). MobileFaceNet and the InsightFace embedders were trained on crops warped onto these points.
+# first). MobileFaceNet and InsightFace's embedders expect crops warped onto these points.
 ARCFACE_TEMPLATE_112 = np.array(
     [
         [38.2946, 51.6963],  # left eye
@@ -29,9 +29,9 @@ class AlignmentError(ValueError):
 def similarity_transform(source_xy: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
     """Fit the 2x3 rotation + uniform scale + translation that maps `source_xy` onto `target_xy`.
 
-    This is the closed-form least-squares fit of Umeyama (IEEE TPAMI 13(4), 1991) over all points. It is used
-    instead of `cv2.estimateAffinePartial2D` because with 5 points a robust estimator (RANSAC, LMEDS) fits
-    a random subset and drops the rest, and its result depends on the random sampling.
+    This is Umeyama's closed-form least-squares fit over all points. It is used instead of
+    `cv2.estimateAffinePartial2D` because with only 5 points a robust estimator (RANSAC, LMEDS) may treat some
+    landmarks as outliers and ignore them, and its result depends on random sampling.
     """
     source_mean = source_xy.mean(axis=0)
     target_mean = target_xy.mean(axis=0)
@@ -44,7 +44,7 @@ def similarity_transform(source_xy: np.ndarray, target_xy: np.ndarray) -> np.nda
 
     covariance = target_centred.T @ source_centred / len(source_xy)
     u, singular_values, vt = np.linalg.svd(covariance)
-    # A reflection would mirror the face; flip the weakest axis so the result is a proper rotation.
+    # A reflection would mirror the face, so the weakest axis is flipped to keep a proper rotation.
     signs = np.array([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
     rotation = u @ np.diag(signs) @ vt
     scale = float((singular_values * signs).sum() / source_variance)

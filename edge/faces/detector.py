@@ -317,5 +317,5 @@ def _decode_retinaface(outputs: list[np.ndarray], item: int, layout: _PriorOutpu
     half_sizes = sizes * np.exp(loc[:, 2:] * RETINAFACE_VARIANCE[1]) / 2
     boxes = np.concatenate([box_centres - half_sizes, box_centres + half_sizes], axis=1)
     offsets = outputs[layout.landmarks][item, keep].reshape(-1, LANDMARK_COUNT, 2)
-    landmarks = centres[:, None, :] + offsets * RETINAFACE_VARIANCE[0] * sizes[:, None, :]
+    landmarks = centres[:, None, :] + offsets * RETINAFACE_VARIANCE[1] * sizes[:, None, :]
     return _Candidates(boxes.astype(np.float32), landmarks.astype(np.float32), scores[keep])

@@ -21,13 +21,14 @@ class FaceEmbedderError(Exception):
 class FaceEmbedder:
     """Turn aligned faces (see edge.faces.align) into unit-length embeddings compared by cosine similarity.
 
-    The manifest entry sets the colour order and the mean and std; `_to_input` is the one place that applies them.
+    The manifest entry sets the colour order and the mean and std, and `_to_input` is the only place that applies
+    them.
     """
 
     def __init__(self, entry: ModelEntry, model_path: Path, providers: list[str], batch_size: int = 16):
         if entry.family not in EMBEDDER_FAMILIES:
             raise FaceEmbedderError(
-                f"model '{entry.name}' has family '{entry.family}'; face embedding supports "
+                f"model '{entry.name}' has family '{entry.family}', but face embedding supports only "
                 f"{', '.join(EMBEDDER_FAMILIES)}"
             )
         if batch_size < 1:
@@ -50,8 +51,8 @@ class FaceEmbedder:
 
     @property
     def model_id(self) -> str:
-        """Model name and sha256 prefix, stored beside each gallery embedding: embeddings of different models
-        cannot be compared."""
+        """Model name and sha256 prefix, stored beside each gallery embedding because embeddings from different
+        models cannot be compared."""
         return f"{self.entry.name}:{self.entry.sha256[:12]}"
 
     def embed(self, aligned_faces_bgr: list[np.ndarray]) -> np.ndarray:
@@ -72,8 +73,9 @@ class FaceEmbedder:
         shape = self.session.get_inputs()[0].shape
         if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
             return shape[3], shape[2]
-        raise FaceEmbedderError(f"model '{self.entry.name}' has no fixed input size: the manifest gives "
-                                f"{list(self.entry.input_size)} and the graph input shape is {shape}")
+        raise FaceEmbedderError(f"model '{self.entry.name}' needs a fixed input size, but the manifest gives "
+                                f"{list(self.entry.input_size)} and the graph input shape is {shape}, so set "
+                                "input_size in models/manifest.toml")
 
     def _output_dimension(self) -> int:
         size = self.session.get_outputs()[0].shape[-1]

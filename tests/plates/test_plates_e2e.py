@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from tests.conftest import ASSETS, RtspServer, _gstreamer_rtsp_available, edge_command, free_port, wait_until
-from tests.support.plate_video import make_plate_video
+from tests.support.photo_video import make_photo_video
 from tests.test_run_daemon import FeedRecorder
 
 MISC = ASSETS / "images" / "plates" / "misc"
@@ -34,7 +34,7 @@ def plate_run(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("plates")
-    video = make_plate_video([MISC / name for name in PHOTOS], tmp / "plates.mp4")
+    video = make_photo_video([MISC / name for name in PHOTOS], tmp / "plates.mp4")
     server = RtspServer({"gate": video}, user="viewer:gate-Secret-7")
     db = tmp / "watchlists.sqlite"
     added = watchlist(db, "add", WATCHED, "--reason", "case 118", "--list", "stolen")

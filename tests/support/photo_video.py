@@ -1,4 +1,4 @@
-"""Make an H.264 video from still photos: each photo is one passing vehicle, with empty frames between.
+"""Make an H.264 video from still photos: each photo is one passing vehicle or person, with empty frames between.
 
 Each photo is shown for `seconds_per_image`, slowly zooming in so consecutive frames differ like video,
 then `gap_frames` black frames end every track before the next vehicle appears.
@@ -31,7 +31,7 @@ def _fit(image_bgr: np.ndarray, zoom: float) -> np.ndarray:
     return canvas
 
 
-def make_plate_video(photos: list[Path], out_path: Path, fps: int = 10, seconds_per_image: float = 3.0,
+def make_photo_video(photos: list[Path], out_path: Path, fps: int = 10, seconds_per_image: float = 3.0,
                      gap_frames: int = 15) -> Path:
     frames_per_image = int(fps * seconds_per_image)
     with av.open(str(out_path), mode="w") as container:

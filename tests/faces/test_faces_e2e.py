@@ -1,0 +1,112 @@
+"""Faces end to end: a video of face photos over RTSP, two enrolled persons, and the hits a subscriber gets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from tests.conftest import ASSETS, RtspServer, _gstreamer_rtsp_available, edge_command, free_port, wait_until
+from tests.support.photo_video import make_photo_video
+from tests.test_run_daemon import FeedRecorder
+
+FACES = ASSETS / "images" / "faces"
+# Each photo is one person passing the camera; the last shows Kit Harington beside an unenrolled person.
+PHOTOS = ["obama/obama_3.jpg", "biden/biden_1.jpg", "kit_harington/kit_harington_2.jpg", "openface_singles/adams.jpg",
+          "rose_leslie/rose_leslie_1.jpg", "obama/obama_4.jpg", "group_kit_harington_rose_leslie.jpg"]
+ENROLLED = {"Barack Obama": ["obama/obama_1.jpg", "obama/obama_2.jpg"],
+            "Kit Harington": ["kit_harington/kit_harington_1.jpg", "kit_harington/kit_harington_3.jpg"]}
+# Photos 1 and 6 show Obama, photos 3 and 7 show Kit Harington: four person tracks, four hits.
+EXPECTED_HITS = Counter({"Barack Obama": 2, "Kit Harington": 2})
+VIDEO_SECONDS = len(PHOTOS) * 4.5
+
+
+def run_edge(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def face_run(tmp_path_factory):
+    reason = _gstreamer_rtsp_available()
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("faces")
+    video = make_photo_video([FACES / name for name in PHOTOS], tmp / "faces.mp4")
+    db = tmp / "watchlists.sqlite"
+    for name, photos in ENROLLED.items():
+        added = run_edge("watchlist", "faces", "add", name, *[str(FACES / p) for p in photos], "--list", "wanted",
+                         "--reason", f"case of {name}", "--db", str(db), "--actor", "test-investigator")
+        assert added.returncode == 0, added.stderr
+    server = RtspServer({"hall": video}, user="viewer:hall-Secret-3")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = tmp / "site.toml"
+    config.write_text(
+        f'box_id = "faces-box"\nwatchlist_db = "{db}"\n\n[[cameras]]\nid = "hall"\nname = "大厅"\n'
+        f'source = "{server.url("hall")}"\npipeline = "faces"\nmax_fps = 10\n\n'
+        f'[publisher]\nendpoint = "{endpoint}"\nhealth_interval_s = 1\n', encoding="utf-8")
+    recorder = FeedRecorder(endpoint)
+    process = subprocess.Popen([*edge_command(), "run", "--config", str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: recorder.last_health() is not None, 60), "daemon did not start"
+        # Wait for the whole clip, and a little more for the last track to end.
+        wait_until(lambda: process.poll() is not None, VIDEO_SECONDS + 8)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+        recorder.close()
+        server.stop()
+    return {"feed": recorder, "stderr": stderr, "stdout": stdout, "db": db, "returncode": process.returncode}
+
+
+def face_hits(feed) -> list:
+    return [m for m in feed.messages if m.topic == "hit.face"]
+
+
+@pytest.mark.rtsp
+def test_one_hit_per_enrolled_person_track(face_run):
+    hits = face_hits(face_run["feed"])
+    assert Counter(h.header["person"]["name"] for h in hits) == EXPECTED_HITS, face_run["stderr"][-3000:]
+    keys = [(h.header["track_id"], h.header["person"]["id"]) for h in hits]
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.rtsp
+def test_hit_carries_person_and_images(face_run):
+    hit = face_hits(face_run["feed"])[0]
+    assert hit.header["person"]["list_name"] == "wanted"
+    assert hit.header["similarity"] >= 0.36
+    assert hit.header["model_id"].startswith("mobilefacenet_128d:")
+    assert len(hit.images) == 2
+    assert all(image[:2] == b"\xff\xd8" for image in hit.images)
+
+
+@pytest.mark.rtsp
+def test_no_face_data_for_others(face_run):
+    """Faces that match nobody leave no trace: no message, and no embedding anywhere in the feed."""
+    topics = {m.topic for m in face_run["feed"].messages}
+    assert topics <= {"det", "health", "hit.face"}
+    for message in face_run["feed"].messages:
+        assert "embedding" not in json.dumps(message.header)
+
+
+@pytest.mark.rtsp
+def test_health_counts_faces(face_run):
+    health = face_run["feed"].final_health()
+    camera = health["cameras"][0]
+    assert camera["faces_seen"] >= len(PHOTOS)
+    assert camera["face_hits"] == sum(EXPECTED_HITS.values())
+    assert health["faces"]["gallery_persons"] == 2
+    assert "hall-Secret-3" not in face_run["stderr"]
+
+
+@pytest.mark.rtsp
+def test_enrolment_audited(face_run):
+    result = run_edge("watchlist", "audit", "--json", "--db", str(face_run["db"]))
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["action"] for row in rows] == ["face.add", "face.add"]
+    assert all("embedding" not in json.dumps(row) for row in rows)
