@@ -36,7 +36,8 @@ class QualityGate:
 
     # Distance between the two eye landmarks in source pixels. Eye distance is used rather than the box size
     # because box conventions differ between detector families. The template's eyes are 35.2 px apart, so at
-    # 40 px or more the 112x112 crop is not upsampled.
+    # 40 px or more the 112x112 crop is not upsampled. The eye distance shrinks with cos(yaw), so a turned face
+    # reads smaller than a frontal one of the same size.
     min_face_px: float = 40.0
     # NOTE: a car wheel in a 1920x1080 street photo scored 0.68 with yunet_s_640 and met every other limit here.
     # A minimum of 0.7 rejects it, and the faces in the test photos score 0.89 or more.

@@ -170,3 +170,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="the images are tight single-row plate crops: skip plate detection")
     plates.add_argument("--json", action="store_true", help="print the results as JSON")
     plates.set_defaults(handler=cmd_bench_plates)
+
+    from edge.faces.bench import add_bench_faces_parser
+
+    add_bench_faces_parser(bench_commands)

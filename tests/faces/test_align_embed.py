@@ -1,4 +1,4 @@
-"""Alignment to the ArcFace template and embedding with the real MobileFaceNet, on the identity photos of the test assets.
+"""Alignment to the ArcFace template and embedding with the real MobileFaceNet, on the test identity photos.
 
 Landmarks come from OpenCV's YuNet wrapper (`yunet_detections`), not from edge.faces.detector, so these tests do
 not depend on the project's detector.

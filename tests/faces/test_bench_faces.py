@@ -1,4 +1,4 @@
-"""`edge bench faces` on the identity photos of the test assets, through its command function, main() and a subprocess.
+"""`edge bench faces` on the test identity photos, through its command function, main() and a subprocess.
 
 `python -m edge bench faces` reaches this bench only once edge/plates/bench.py calls add_bench_faces_parser, so
 these tests call the module directly.

@@ -47,14 +47,16 @@ def face_run(tmp_path_factory):
     config.write_text(
         f'box_id = "faces-box"\nwatchlist_db = "{db}"\n\n[[cameras]]\nid = "hall"\nname = "大厅"\n'
         f'source = "{server.url("hall")}"\npipeline = "faces"\nmax_fps = 10\n\n'
+        # The server replays the clip to a reconnecting client; a long backoff keeps the replay out of the run.
+        f'[ingest]\nbackoff_initial_s = 60\nbackoff_max_s = 60\n\n'
         f'[publisher]\nendpoint = "{endpoint}"\nhealth_interval_s = 1\n', encoding="utf-8")
     recorder = FeedRecorder(endpoint)
     process = subprocess.Popen([*edge_command(), "run", "--config", str(config)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
         assert wait_until(lambda: recorder.last_health() is not None, 60), "daemon did not start"
-        # Wait for the whole clip, and a little more for the last track to end.
-        wait_until(lambda: process.poll() is not None, VIDEO_SECONDS + 8)
+        # The clip ends with empty frames that end the last track; then the stream closes and the reader backs off.
+        wait_until(lambda: recorder.last_health()["cameras"][0]["state"] == "backoff", VIDEO_SECONDS + 30)
     finally:
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=30)
@@ -79,7 +81,7 @@ def test_one_hit_per_enrolled_person_track(face_run):
 def test_hit_carries_person_and_images(face_run):
     hit = face_hits(face_run["feed"])[0]
     assert hit.header["person"]["list_name"] == "wanted"
-    assert hit.header["similarity"] >= 0.36
+    assert hit.header["similarity"] >= 0.40
     assert hit.header["model_id"].startswith("mobilefacenet_128d:")
     assert len(hit.images) == 2
     assert all(image[:2] == b"\xff\xd8" for image in hit.images)
