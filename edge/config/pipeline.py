@@ -118,7 +118,7 @@ class FaceStage(StrictModel):
         default=640, ge=64, le=2048, multiple_of=32, description="Face detector input size for whole frames.",
     )
     min_face_px: float = Field(
-        default=40.0, ge=8, le=1000, description="Quality gate: minimum distance between the eyes, in pixels.",
+        default=32.0, ge=8, le=1000, description="Quality gate: minimum distance between the eyes, in pixels.",
     )
     min_sharpness: float = Field(
         default=200.0, ge=0,

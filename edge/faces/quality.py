@@ -36,12 +36,13 @@ class QualityGate:
 
     # Distance between the two eye landmarks in source pixels. Eye distance is used rather than the box size
     # because box conventions differ between detector families. The template's eyes are 35.2 px apart, so at
-    # 40 px or more the 112x112 crop is not upsampled. The eye distance shrinks with cos(yaw), so a turned face
+    # 32 px the 112x112 crop is upsampled by at most 1.1. A face 36.7 px wide in a group photo still matched its
+    # own photos at 0.65, well above the threshold. The eye distance shrinks with cos(yaw), so a turned face
     # reads smaller than a frontal one of the same size.
-    min_face_px: float = 40.0
-    # NOTE: a car wheel in a 1920x1080 street photo scored 0.68 with yunet_s_640 and met every other limit here.
-    # A minimum of 0.7 rejects it, and the faces in the test photos score 0.89 or more.
-    min_score: float = 0.6
+    min_face_px: float = 32.0
+    # A car wheel in a 1920x1080 street photo scored 0.68 with yunet_s_640 and met every other limit here;
+    # 0.7 rejects it, and the faces in the test photos score 0.89 or more.
+    min_score: float = 0.7
     # Variance of the Laplacian of the aligned 112x112 grey face. On 13 press photos of 5 people the faces
     # measured 734 to 4785, and 11 to 158 after a Gaussian blur of sigma 4 px on the whole photo.
     # NOTE: smaller, softer faces in group photos measured 144 to 358 unblurred, so street-camera faces may need

@@ -53,11 +53,12 @@ def _accepts_batch_of_two(session: ort.InferenceSession) -> bool:
     quiet = ort.RunOptions()
     quiet.log_severity_level = 4  # the expected failure of a fixed-batch graph is not an error worth logging
     try:
-        session.run(None, feeds, quiet)
+        outputs = session.run(None, feeds, quiet)
     except Exception as error:  # noqa: BLE001 - ORT raises several unrelated types for shape mismatches.
         log.debug("batch of two rejected: %s", error)
         return False
-    return True
+    # Some graphs run a batch of two without error but fold it into one result (a Reshape to (1, -1, C)).
+    return all(output.ndim > 0 and output.shape[0] == 2 for output in outputs)
 
 
 def choose_providers(requested: list[str]) -> list[str]:
