@@ -21,8 +21,8 @@ import numpy as np
 from edge.faces.align import align_face
 from edge.faces.embedder import FaceEmbedder, FaceEmbedderError
 from edge.faces.quality import QualityGate, check_quality, eye_distance_px
-from edge.faces.types import FaceDetection
-from edge.models.manifest import AssetError, ModelEntry, load_manifest, model_dirs, resolve_file
+from edge.faces.detector import FaceDetector, FaceDetectorError
+from edge.models.manifest import AssetError, load_manifest, model_dirs, resolve_file
 from edge.runtime.session import SessionError
 
 DEFAULT_DETECTOR = "yunet_s_640"
@@ -34,40 +34,6 @@ THRESHOLD_STEP = 1e-4
 
 class BenchError(Exception):
     """The bench cannot run on these models or this folder."""
-
-
-class YuNetFaceDetector:
-    """YuNet through OpenCV's FaceDetectorYN, returning FaceDetection records in LANDMARK_NAMES order.
-
-    TODO: replace with edge.faces.detector.FaceDetector when that module lands, so the bench runs every
-    detector family in the manifest and not only YuNet.
-    """
-
-    def __init__(self, entry: ModelEntry, model_path: Path, score_threshold: float = 0.6,
-                 nms_iou_threshold: float = 0.3):
-        if entry.family != "yunet" or not all(entry.input_size):
-            raise BenchError(f"detector '{entry.name}' has family '{entry.family}' and input size "
-                             f"{list(entry.input_size)}; the bench supports only fixed-size yunet models for now")
-        # setInputSize before each image resizes the network input, so the 640x640 file runs at the image's own
-        # size (checked with OpenCV 4.14 on photos up to 1548x2204).
-        self.detector = cv2.FaceDetectorYN.create(str(model_path), "", tuple(entry.input_size), score_threshold,
-                                                  nms_iou_threshold, 5000)
-
-    def detect(self, image_bgr: np.ndarray) -> list[FaceDetection]:
-        height, width = image_bgr.shape[:2]
-        self.detector.setInputSize((width, height))
-        _, rows = self.detector.detect(image_bgr)
-        if rows is None:
-            return []
-        detections = []
-        for row in rows:
-            # Each row is x, y, w, h, 5 landmark points, score. YuNet lists the person's right eye first, which is
-            # the image-left eye, so its landmark order already matches LANDMARK_NAMES.
-            x, y, w, h = row[:4]
-            detections.append(FaceDetection(box_xyxy=np.array([x, y, x + w, y + h], dtype=np.float32),
-                                            landmarks_xy=row[4:14].reshape(5, 2).astype(np.float32),
-                                            score=float(row[14])))
-        return detections
 
 
 @dataclass(frozen=True)
@@ -119,7 +85,7 @@ def _identity_photos(identities_dir: Path) -> list[tuple[str, Path]]:
     return photos
 
 
-def collect_faces(detector: YuNetFaceDetector, identities_dir: Path, gate: QualityGate) -> FaceSet:
+def collect_faces(detector: FaceDetector, identities_dir: Path, gate: QualityGate) -> FaceSet:
     """Detect and align the largest face in each photo, taken as the one whose eyes are furthest apart."""
     faces = FaceSet()
     for identity, path in _identity_photos(identities_dir):
@@ -127,7 +93,7 @@ def collect_faces(detector: YuNetFaceDetector, identities_dir: Path, gate: Quali
         if image is None:
             raise BenchError(f"failed to decode {path} as an image; replace or remove the file")
         started = time.perf_counter()
-        detections = detector.detect(image)
+        detections = detector.detect([image])[0]
         faces.detect_seconds += time.perf_counter() - started
         outcome = ImageOutcome(f"{identity}/{path.name}", identity, len(detections))
         faces.outcomes.append(outcome)
@@ -193,10 +159,11 @@ def summarise(args: argparse.Namespace, model_id: str, faces: FaceSet, embedding
 def run_bench(args: argparse.Namespace) -> tuple[dict, list[ImageOutcome]]:
     manifest = load_manifest()
     detector_entry, embedder_entry = manifest.model(args.detector), manifest.model(args.embedder)
-    detector = YuNetFaceDetector(detector_entry, resolve_file(detector_entry, model_dirs()))
+    detector = FaceDetector(detector_entry, resolve_file(detector_entry, model_dirs()), args.providers,
+                            QualityGate().min_score)
     embedder = FaceEmbedder(embedder_entry, resolve_file(embedder_entry, model_dirs()), args.providers)
     # One untimed call each, so session start-up is not charged to the first face.
-    detector.detect(np.zeros((64, 64, 3), dtype=np.uint8))
+    detector.detect([np.zeros((64, 64, 3), dtype=np.uint8)])
     embedder.embed([np.zeros((embedder.height, embedder.width, 3), dtype=np.uint8)])
 
     faces = collect_faces(detector, args.identities, QualityGate())
@@ -221,7 +188,7 @@ def _print_text(summary: dict, outcomes: list[ImageOutcome]) -> None:
 def cmd_bench_faces(args: argparse.Namespace) -> int:
     try:
         summary, outcomes = run_bench(args)
-    except (AssetError, BenchError, FaceEmbedderError, SessionError, ValueError, OSError) as error:
+    except (AssetError, BenchError, FaceDetectorError, FaceEmbedderError, SessionError, ValueError, OSError) as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 2
 
@@ -239,12 +206,11 @@ def add_bench_faces_parser(bench_commands: argparse._SubParsersAction) -> None:
     faces.add_argument("--identities", type=Path, required=True,
                        help="folder with one sub-folder of photos per person, named after the person")
     faces.add_argument("--detector", default=DEFAULT_DETECTOR,
-                       help=f"face detector model name; only yunet models for now (default: {DEFAULT_DETECTOR})")
+                       help=f"face detector model name (default: {DEFAULT_DETECTOR})")
     faces.add_argument("--embedder", default=DEFAULT_EMBEDDER,
                        help=f"face embedder model name (default: {DEFAULT_EMBEDDER})")
     faces.add_argument("--providers", nargs="+", default=["cpu"], choices=["tensorrt", "cuda", "cpu"],
-                       help="ONNX Runtime providers for the embedder in order of preference (default: cpu); "
-                            "the YuNet detector always runs in OpenCV on the CPU")
+                       help="ONNX Runtime providers in order of preference (default: cpu)")
     faces.add_argument("--json", action="store_true", help="print the results as JSON")
     faces.set_defaults(handler=cmd_bench_faces)
 
