@@ -132,11 +132,11 @@ def test_missing_source_file_reported(tmp_path):
 
 
 def test_unknown_pipeline_lists_available(tmp_path):
-    text = VALID_CAMERA + 'pipeline = "faces"\n'
+    text = VALID_CAMERA + 'pipeline = "nightvision"\n'
     with pytest.raises(ConfigError) as caught:
         build_plan(write(tmp_path, text))
-    assert "cameras[0].pipeline = 'faces': no pipeline file" in str(caught.value)
-    assert "available: detect, plates" in str(caught.value)
+    assert "cameras[0].pipeline = 'nightvision': no pipeline file" in str(caught.value)
+    assert "available: detect, faces, plates" in str(caught.value)
 
 
 def test_invalid_pipeline_values_reported(tmp_path):
