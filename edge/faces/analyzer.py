@@ -18,7 +18,7 @@ REGION_MARGIN = 0.1
 
 
 class EnrolmentError(Exception):
-    """A photo cannot be enrolled; the message says why and what photo to use instead."""
+    """A photo cannot be enrolled; the message gives the reason and what photo to use instead."""
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ class PlateStageRunner:
         return [track.track_id for track in update.ended]
 
     def end_all(self, ended: dict[str, list[int]]) -> list[FeedEvent]:
-        """Publish what live tracks have read, for a clean stop; `ended` holds each camera's vehicle tracks."""
+        """Publish what live tracks have read, for a clean stop; `ended` lists each camera's vehicle tracks."""
         events: list[FeedEvent] = []
         for camera_id in self.cameras:
             track_ids = list(ended.get(camera_id, []))

@@ -22,7 +22,7 @@ DEFAULT_DETECTOR = "yunet_s_640"
 DEFAULT_EMBEDDER = "mobilefacenet_128d"
 # Enrolment photos larger than this are rejected before decoding; a passport-style photo is far smaller.
 MAX_PHOTO_BYTES = 20 * 1024 * 1024
-# Stored photos are re-encoded at this JPEG quality, so the database holds one format whatever was uploaded.
+# Stored photos are re-encoded at this JPEG quality, so the database stores one format whatever was uploaded.
 STORED_JPEG_QUALITY = 95
 
 

@@ -113,7 +113,7 @@ class FaceWatchlist:
                     (person_id, jpeg, digest, created_at),
                 ).lastrowid
                 self._insert_embedding(connection, photo_id, model_id, embedding)
-            # The audit row names the photos by hash; it never holds an embedding.
+            # The audit row names the photos by hash and never contains an embedding.
             self.store.append_audit(connection, actor, "face.add", {
                 "person_id": person_id, "name": name, "list_name": list_name, "reason": reason,
                 "photo_sha256": hashes, "model_id": model_id,

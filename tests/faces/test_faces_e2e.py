@@ -89,7 +89,7 @@ def test_hit_carries_person_and_images(face_run):
 
 @pytest.mark.rtsp
 def test_no_face_data_for_others(face_run):
-    """Faces that match nobody leave no trace: no message, and no embedding anywhere in the feed."""
+    """Faces that match no enrolled person leave no trace: no message, and no embedding in the feed."""
     topics = {m.topic for m in face_run["feed"].messages}
     assert topics <= {"det", "health", "hit.face"}
     for message in face_run["feed"].messages:
