@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.bus.subscriber import FeedMessage, subscribe
 from tests.conftest import PEOPLE_CLIP, PROJECT_ROOT, edge_command, free_port, wait_until
+from tests.support.clip_run import FeedRecorder
 
 RTSP_PASSWORD = "rtsp-Secret-42"
 
@@ -27,42 +26,6 @@ def site_toml(endpoint: str, cameras: list[dict], extra: str = "") -> str:
     lines += ["[ingest]", "open_timeout_s = 3", "read_timeout_s = 3", "backoff_initial_s = 0.5",
               "backoff_max_s = 2", "", "[publisher]", f'endpoint = "{endpoint}"', "health_interval_s = 1", extra]
     return "\n".join(lines) + "\n"
-
-
-class FeedRecorder:
-    """Collects every feed message in a background thread."""
-
-    def __init__(self, endpoint: str):
-        self.messages: list[FeedMessage] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(endpoint,), daemon=True)
-        self._thread.start()
-
-    def _run(self, endpoint: str) -> None:
-        stream = subscribe(endpoint, [], timeout_s=0.5)
-        while not self._stop.is_set():
-            for message in stream:
-                self.messages.append(message)
-                if self._stop.is_set():
-                    break
-            stream = subscribe(endpoint, [], timeout_s=0.5)
-
-    def det(self, camera_id: str) -> list[FeedMessage]:
-        return [m for m in self.messages if m.topic == "det" and m.header["camera_id"] == camera_id]
-
-    def last_health(self) -> dict | None:
-        """Return the newest periodic health message; the one sent at shutdown shows every camera stopped."""
-        health = [m.header for m in self.messages if m.topic == "health"
-                  and all(c["state"] != "stopped" for c in m.header["cameras"])]
-        return health[-1] if health else None
-
-    def final_health(self) -> dict | None:
-        health = [m.header for m in self.messages if m.topic == "health"]
-        return health[-1] if health else None
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def camera_health(health: dict, camera_id: str) -> dict:

@@ -1,4 +1,4 @@
-"""Face events: at most one `hit.face` per person track and watchlist person.
+"""Face events: at most one `hit.face` per person track, for the enrolled person it matched first.
 
 Privacy: the embeddings of a track live in memory only while the track lives. A face that matches no
 enrolled person produces no message, log line or file.
@@ -14,6 +14,7 @@ import numpy as np
 
 from edge.bus.schema import utc_iso
 from edge.config.pipeline import FaceStage
+from edge.core.regions import Region, crop_region
 from edge.events.plates import FeedEvent
 from edge.events.snapshot import encode_jpegs
 from edge.faces.analyzer import FaceResult
@@ -47,12 +48,8 @@ def _round(values) -> list:
 
 
 def face_crop(frame_bgr: np.ndarray, box_xyxy: np.ndarray) -> np.ndarray:
-    height, width = frame_bgr.shape[:2]
-    x1, y1, x2, y2 = box_xyxy
-    margin_x, margin_y = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
-    left, top = int(max(0, x1 - margin_x)), int(max(0, y1 - margin_y))
-    right, bottom = int(min(width, x2 + margin_x)), int(min(height, y2 + margin_y))
-    return frame_bgr[top:max(bottom, top + 1), left:max(right, left + 1)]
+    crop, _ = crop_region(Region(frame_bgr, box_xyxy), CROP_MARGIN)
+    return crop
 
 
 def hit_body(camera_id: str, track_id: int, observation: FaceObservation, match: FaceMatch, model_id: str) -> dict:
@@ -101,7 +98,8 @@ class FaceEventBuilder:
         for track_id, track_observations in observations.items():
             state = self._tracks.setdefault((camera_id, track_id), _TrackState())
             for observation in track_observations:
-                if state.done or observation.result.embedding is None:
+                if (state.done or observation.result.embedding is None
+                        or state.attempts >= self.stage.max_faces_per_track):
                     continue
                 match = self._attempt(gallery, state, observation.result.embedding)
                 if match is not None and match.person.id not in state.hit_person_ids:

@@ -26,7 +26,7 @@ def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     common.add_argument("--actor", default=None, metavar="NAME",
                         help="person recorded in the audit log for changes (default: the OS user name)")
 
-    watchlist = subparsers.add_parser("watchlist", help="manage the plate watchlist and read its audit log")
+    watchlist = subparsers.add_parser("watchlist", help="manage the plate and face watchlists and read their audit log")
     watchlist_commands = watchlist.add_subparsers(dest="watchlist_command", required=True)
 
     plates = watchlist_commands.add_parser("plates", help="add, remove, list or import watched plates")
@@ -158,6 +158,13 @@ def _summarise_detail(record: AuditRecord) -> str:
     if record.action == "plate.remove":
         removed = ", ".join(f"entry {e['id']} {e['pattern']} on '{e['list_name']}'" for e in detail["removed"])
         return f"removed {removed}"
+    if record.action == "face.add":
+        return (f"person {detail['person_id']} {detail['name']} on '{detail['list_name']}' from "
+                f"{len(detail['photo_sha256'])} photo(s): {detail['reason']}")
+    if record.action == "face.remove":
+        return f"removed person {detail['person_id']} {detail['name']} from '{detail['list_name']}'"
+    if record.action == "face.reembed":
+        return f"{detail['photos']} photo(s) embedded with {detail['model_id']}"
     return (f"{detail['file']} (sha256 {detail['sha256'][:12]}): {detail['loaded']} loaded, "
             f"{len(detail['rejected_lines'])} rejected")
 

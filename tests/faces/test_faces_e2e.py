@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections import Counter
 
 import pytest
 
-from tests.conftest import ASSETS, RtspServer, _gstreamer_rtsp_available, edge_command, free_port, wait_until
+from tests.conftest import ASSETS, RtspServer, _gstreamer_rtsp_available
+from tests.support.clip_run import run_clip
 from tests.support.photo_video import make_photo_video
-from tests.test_run_daemon import FeedRecorder
 
 FACES = ASSETS / "images" / "faces"
 # Each photo is one person passing the camera; the last shows Kit Harington beside an unenrolled person.
@@ -42,27 +41,11 @@ def face_run(tmp_path_factory):
                          "--reason", f"case of {name}", "--db", str(db), "--actor", "test-investigator")
         assert added.returncode == 0, added.stderr
     server = RtspServer({"hall": video}, user="viewer:hall-Secret-3")
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = tmp / "site.toml"
-    config.write_text(
-        f'box_id = "faces-box"\nwatchlist_db = "{db}"\n\n[[cameras]]\nid = "hall"\nname = "大厅"\n'
-        f'source = "{server.url("hall")}"\npipeline = "faces"\nmax_fps = 10\n\n'
-        # The server replays the clip to a reconnecting client; a long backoff keeps the replay out of the run.
-        f'[ingest]\nbackoff_initial_s = 60\nbackoff_max_s = 60\n\n'
-        f'[publisher]\nendpoint = "{endpoint}"\nhealth_interval_s = 1\n', encoding="utf-8")
-    recorder = FeedRecorder(endpoint)
-    process = subprocess.Popen([*edge_command(), "run", "--config", str(config)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_until(lambda: recorder.last_health() is not None, 60), "daemon did not start"
-        # The clip ends with empty frames that end the last track; then the stream closes and the reader backs off.
-        wait_until(lambda: recorder.last_health()["cameras"][0]["state"] == "backoff", VIDEO_SECONDS + 30)
+        run = run_clip(tmp, server.url("hall"), "faces", db, VIDEO_SECONDS)
     finally:
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
-        recorder.close()
         server.stop()
-    return {"feed": recorder, "stderr": stderr, "stdout": stdout, "db": db, "returncode": process.returncode}
+    return {"feed": run.feed, "stderr": run.stderr, "stdout": run.stdout, "db": db, "returncode": run.returncode}
 
 
 def face_hits(feed) -> list:
@@ -112,3 +95,9 @@ def test_enrolment_audited(face_run):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["action"] for row in rows] == ["face.add", "face.add"]
     assert all("embedding" not in json.dumps(row) for row in rows)
+
+
+def test_audit_table_lists_face_changes(face_run):
+    result = run_edge("watchlist", "audit", "--db", str(face_run["db"]))
+    assert result.returncode == 0, result.stderr
+    assert "person 1 Barack Obama on 'wanted' from 2 photo(s)" in result.stdout

@@ -157,3 +157,11 @@ def test_attempts_per_track_bounded():
 def test_rejected_face_never_matched():
     events = builder()
     assert events.on_frame("cam", {3: [observation(None)]}, []) == []
+
+
+def test_attempts_bounded_on_face_cameras():
+    """Face cameras do not ask wants_faces first, so on_frame itself must stop after max_faces_per_track."""
+    events = builder(max_faces=2)
+    for _ in range(5):
+        events.on_frame("cam", {3: [observation(unit(0, 0, 1))]}, [])
+    assert events._tracks[("cam", 3)].attempts == 2

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections import Counter
 
 import pytest
 
-from tests.conftest import ASSETS, RtspServer, _gstreamer_rtsp_available, edge_command, free_port, wait_until
+from tests.conftest import ASSETS, RtspServer, _gstreamer_rtsp_available
+from tests.support.clip_run import run_clip
 from tests.support.photo_video import make_photo_video
-from tests.test_run_daemon import FeedRecorder
 
 MISC = ASSETS / "images" / "plates" / "misc"
 # Each photo is one vehicle passing the camera; the blue photo shows two cars with readable plates.
@@ -39,29 +38,16 @@ def plate_run(tmp_path_factory):
     db = tmp / "watchlists.sqlite"
     added = watchlist(db, "add", WATCHED, "--reason", "case 118", "--list", "stolen")
     assert added.returncode == 0, added.stderr
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    config = tmp / "site.toml"
-    config.write_text(
-        f'box_id = "plates-box"\nwatchlist_db = "{db}"\n\n[[cameras]]\nid = "gate"\nname = "卡口"\n'
-        f'source = "{server.url("gate")}"\npipeline = "plates"\nmax_fps = 10\n\n'
-        # The server replays the clip to a reconnecting client; a long backoff keeps the replay out of the run.
-        f'[ingest]\nbackoff_initial_s = 60\nbackoff_max_s = 60\n\n'
-        f'[publisher]\nendpoint = "{endpoint}"\nhealth_interval_s = 1\n', encoding="utf-8")
-    recorder = FeedRecorder(endpoint)
-    process = subprocess.Popen([*edge_command(), "run", "--config", str(config)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+
+    def add_entry_while_running() -> None:
+        added_later = watchlist(db, "add", ADDED_WHILE_RUNNING, "--reason", "case 119", "--list", "fleeing")
+        assert added_later.returncode == 0, added_later.stderr
+
     try:
-        assert wait_until(lambda: recorder.last_health() is not None, 60), "daemon did not start"
-        added = watchlist(db, "add", ADDED_WHILE_RUNNING, "--reason", "case 119", "--list", "fleeing")
-        assert added.returncode == 0, added.stderr
-        # The clip lasts 27 s and ends with empty frames that end the last track; then the reader backs off.
-        wait_until(lambda: recorder.last_health()["cameras"][0]["state"] == "backoff", 90)
+        run = run_clip(tmp, server.url("gate"), "plates", db, 27, add_entry_while_running)
     finally:
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
-        recorder.close()
         server.stop()
-    return {"feed": recorder, "stderr": stderr, "stdout": stdout, "db": db, "returncode": process.returncode}
+    return {"feed": run.feed, "stderr": run.stderr, "stdout": run.stdout, "db": db, "returncode": run.returncode}
 
 
 def plates(feed, topic: str) -> list:
