@@ -85,6 +85,11 @@ class PlateStage(StrictModel):
     max_reads_per_track: int = Field(
         default=20, ge=1, le=500, description="Reads kept per track; older reads are dropped to bound memory."
     )
+    recheck_every_frames: int = Field(
+        default=5, ge=1, le=1000,
+        description="After a track's plate is published, read it again on every Nth frame, so a different "
+        "vehicle that continues the same track (a car following closely at a gate) still gets its own plate.",
+    )
 
     @field_validator("vehicle_classes")
     @classmethod
@@ -134,6 +139,11 @@ class FaceStage(StrictModel):
     match_threshold: float | None = Field(
         default=None, gt=0, lt=1,
         description="Cosine similarity for a match; unset uses the embedder's threshold from the manifest.",
+    )
+    recheck_every_frames: int = Field(
+        default=5, ge=1, le=1000,
+        description="After max_faces_per_track or a hit, check the track's face on every Nth frame only, so "
+        "another person who continues the same track is still matched.",
     )
     match_margin: float = Field(
         default=0.05, ge=0, lt=1,

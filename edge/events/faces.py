@@ -1,4 +1,4 @@
-"""Face events: at most one `hit.face` per person track, for the enrolled person it matched first.
+"""Face events: at most one `hit.face` per person track and enrolled person.
 
 Privacy: the embeddings of a track live in memory only while the track lives. A face that matches no
 enrolled person produces no message, log line or file.
@@ -38,9 +38,8 @@ class FaceObservation:
 @dataclass
 class _TrackState:
     attempts: int = 0
-    embedding_sum: np.ndarray | None = None  # sum of this track's passing faces, for an averaged attempt
+    embedding_sum: np.ndarray | None = None  # sum of the first max_faces_per_track faces, for an averaged attempt
     hit_person_ids: set[int] = field(default_factory=set)
-    done: bool = False
 
 
 def _round(values) -> list:
@@ -78,7 +77,11 @@ def hit_body(camera_id: str, track_id: int, observation: FaceObservation, match:
 
 
 class FaceEventBuilder:
-    """Matches each track's good faces against the gallery; a track stops being checked once it matched."""
+    """Matches each track's good faces against the gallery.
+
+    A track is checked on every frame until it matched or used max_faces_per_track faces, then on every
+    recheck_every_frames frame, because a tracker may hand one track from one person to the next.
+    """
 
     def __init__(self, stage: FaceStage, gallery: Callable[[], FaceGallery], jpeg_quality: int):
         self.stage = stage
@@ -87,9 +90,11 @@ class FaceEventBuilder:
         self._tracks: dict[tuple[str, int], _TrackState] = {}
         self.hits_published = 0
 
-    def wants_faces(self, camera_id: str, track_id: int) -> bool:
+    def wants_faces(self, camera_id: str, track_id: int, frame_index: int) -> bool:
         state = self._tracks.get((camera_id, track_id))
-        return state is None or (not state.done and state.attempts < self.stage.max_faces_per_track)
+        if state is None or (not state.hit_person_ids and state.attempts < self.stage.max_faces_per_track):
+            return True
+        return frame_index % self.stage.recheck_every_frames == 0
 
     def on_frame(self, camera_id: str, observations: dict[int, list[FaceObservation]],
                  ended_track_ids: list[int]) -> list[FeedEvent]:
@@ -98,14 +103,11 @@ class FaceEventBuilder:
         for track_id, track_observations in observations.items():
             state = self._tracks.setdefault((camera_id, track_id), _TrackState())
             for observation in track_observations:
-                if (state.done or observation.result.embedding is None
-                        or state.attempts >= self.stage.max_faces_per_track):
+                if observation.result.embedding is None:
                     continue
                 match = self._attempt(gallery, state, observation.result.embedding)
                 if match is not None and match.person.id not in state.hit_person_ids:
                     state.hit_person_ids.add(match.person.id)
-                    # One passer-by is one person: stop checking this track.
-                    state.done = True
                     events.append(self._hit(camera_id, track_id, observation, match, gallery.model_id))
         for track_id in ended_track_ids:
             # Forget the track's embeddings as soon as it ends.
@@ -114,8 +116,11 @@ class FaceEventBuilder:
 
     def _attempt(self, gallery: FaceGallery, state: _TrackState, embedding: np.ndarray) -> FaceMatch | None:
         state.attempts += 1
-        state.embedding_sum = embedding.copy() if state.embedding_sum is None else state.embedding_sum + embedding
         match = gallery.match(embedding)
+        if state.attempts > self.stage.max_faces_per_track or state.hit_person_ids:
+            # Rechecks match single faces only: the track may show someone else by now.
+            return match
+        state.embedding_sum = embedding.copy() if state.embedding_sum is None else state.embedding_sum + embedding
         if match is None and state.attempts > 1:
             # The mean of several good faces is steadier than any one of them.
             mean = state.embedding_sum / np.linalg.norm(state.embedding_sum)

@@ -9,7 +9,7 @@ from typing import Callable
 from edge.bus.schema import utc_iso
 from edge.config.pipeline import PlateStage
 from edge.events.snapshot import encode_jpegs
-from edge.plates.vote import PlateObservation, PlateVote, TrackVotes
+from edge.plates.vote import PlateObservation, PlateVote, TrackVotes, edit_distance
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,14 @@ class FeedEvent:
     images: list[bytes]  # JPEG frame snapshot, then JPEG plate crop
 
 
+# Plate texts this many edits apart belong to different vehicles, not to one plate read with OCR errors.
+DIFFERENT_PLATE_EDITS = 2
+
+
 @dataclass
 class _CameraState:
     votes: dict[int, TrackVotes] = field(default_factory=dict)
-    published: set[int] = field(default_factory=set)  # live tracks whose plate went out already
+    published: dict[int, str] = field(default_factory=dict)  # live track -> plate text already published
 
 
 def _round_points(points) -> list[list[float]]:
@@ -72,7 +76,9 @@ class PlateEventBuilder:
     """Collects reads per (camera, track), decides when a track's plate is settled, and builds its messages.
 
     A track's plate goes out once: as soon as `min_reads` valid reads agree with `min_confidence`, or when the
-    track ends with anything valid read.
+    track ends with anything valid read. A published track is read again on every `recheck_every_frames`
+    frame; when those reads settle on a clearly different plate, a following vehicle took over the track, and
+    its plate goes out as well.
     """
 
     def __init__(self, stage: PlateStage, match_watchlist: Callable[[str], list], jpeg_quality: int = 85):
@@ -83,35 +89,42 @@ class PlateEventBuilder:
         self.plates_published = 0
         self.hits_published = 0
 
-    def is_settled(self, camera_id: str, track_id: int) -> bool:
-        """True when the track's plate was published, so reading it again is wasted work."""
+    def should_read(self, camera_id: str, track_id: int, frame_index: int) -> bool:
+        """True for tracks still voting, and on every recheck_every_frames frame for published ones."""
         state = self._cameras.get(camera_id)
-        return state is not None and track_id in state.published
+        if state is None or track_id not in state.published:
+            return True
+        return frame_index % self.stage.recheck_every_frames == 0
 
     def on_frame(self, camera_id: str, observations: dict[int, list[PlateObservation]],
                  ended_track_ids: list[int]) -> list[FeedEvent]:
         state = self._cameras.setdefault(camera_id, _CameraState())
         events: list[FeedEvent] = []
         for track_id, track_observations in observations.items():
-            if track_id in state.published:
-                continue
             votes = state.votes.setdefault(track_id, TrackVotes(self.stage.max_reads_per_track))
             for observation in track_observations:
                 votes.add(observation)
             vote = votes.vote()
-            if vote and vote.reads >= self.stage.min_reads and vote.confidence >= self.stage.min_confidence:
+            if not (vote and vote.reads >= self.stage.min_reads and vote.confidence >= self.stage.min_confidence):
+                continue
+            published = state.published.get(track_id)
+            if published is None or edit_distance(published, vote.text) >= DIFFERENT_PLATE_EDITS:
                 events += self._publish(camera_id, track_id, vote, state)
+            else:
+                # Rechecks that agree with the published plate start over, so an old vote never mixes into the
+                # next vehicle's.
+                state.votes.pop(track_id, None)
         for track_id in ended_track_ids:
             votes = state.votes.pop(track_id, None)
             if track_id not in state.published and votes is not None:
                 vote = votes.vote()
                 if vote is not None:
                     events += self._publish(camera_id, track_id, vote, state)
-            state.published.discard(track_id)
+            state.published.pop(track_id, None)
         return events
 
     def _publish(self, camera_id: str, track_id: int, vote: PlateVote, state: _CameraState) -> list[FeedEvent]:
-        state.published.add(track_id)
+        state.published[track_id] = vote.text
         state.votes.pop(track_id, None)
         body = plate_body(camera_id, track_id, vote)
         images = encode_jpegs([vote.best.frame_bgr, vote.best.result.plate_bgr], self.jpeg_quality)

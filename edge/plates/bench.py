@@ -18,6 +18,7 @@ from edge.plates.detector import PlateDetector
 from edge.plates.recognizer import PlateRecognizer
 from edge.core.regions import Region
 from edge.plates.stage import PlateStage
+from edge.plates.vote import edit_distance
 
 LABEL_SEPARATOR = ";"  # one image may show several plates
 
@@ -62,16 +63,6 @@ class BenchReport:
 
 def _ratio(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
-
-
-def edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, 1):
-        current = [i]
-        for j, char_b in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
 
 
 def read_labels(labels_path: Path) -> dict[str, list[str]]:

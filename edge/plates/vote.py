@@ -36,6 +36,17 @@ class PlateVote:
     best: PlateObservation  # the read closest to the voted text, for snapshots
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance between two plate texts."""
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
+        previous = current
+    return previous[-1]
+
+
 def _mean_prob(observation: PlateObservation) -> float:
     probs = observation.result.read.char_probs
     return float(np.mean(probs)) if probs else 0.0

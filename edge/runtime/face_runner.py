@@ -52,7 +52,7 @@ class FaceStageRunner:
             box = detections.boxes_xyxy[index]
             if (track_id < 0 or int(detections.class_ids[index]) != PERSON_CLASS_ID
                     or box[3] - box[1] < self.config.min_person_height_px
-                    or not self.events.wants_faces(packet.camera_id, track_id)):
+                    or not self.events.wants_faces(packet.camera_id, track_id, packet.frame_index)):
                 continue
             self._crops.append((Region(packet.frame_bgr, box), _RegionOwner(packet, track_id, box)))
 

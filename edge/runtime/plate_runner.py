@@ -55,7 +55,7 @@ class PlateStageRunner:
             box = detections.boxes_xyxy[index]
             if (track_id < 0 or int(detections.class_ids[index]) not in self.vehicle_class_ids
                     or box[2] - box[0] < self.config.min_vehicle_width_px
-                    or self.events.is_settled(packet.camera_id, track_id)):
+                    or not self.events.should_read(packet.camera_id, track_id, packet.frame_index)):
                 continue
             vehicle_class = COCO_CLASSES[int(detections.class_ids[index])]
             self._add(Region(packet.frame_bgr, box), _RegionOwner(packet, track_id, vehicle_class, box))

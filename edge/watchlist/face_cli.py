@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 
 from edge.faces.analyzer import EnrolmentError, FaceAnalyzer
-from edge.faces.detector import FaceDetector
-from edge.faces.embedder import FaceEmbedder
+from edge.faces.detector import FaceDetector, FaceDetectorError
+from edge.faces.embedder import FaceEmbedder, FaceEmbedderError
 from edge.faces.quality import QualityGate
 from edge.models.manifest import AssetError, load_manifest, model_dirs, resolve_file
 from edge.watchlist.faces import FaceWatchlist
@@ -68,7 +68,7 @@ def _read_photo(path: Path) -> tuple[bytes, np.ndarray]:
         data = path.read_bytes()
     except OSError as error:
         raise EnrolmentError(f"{path}: cannot read the file: {error.strerror}") from None
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
         raise EnrolmentError(f"{path}: not a JPEG or PNG image")
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, STORED_JPEG_QUALITY])
@@ -110,7 +110,7 @@ def run_face_command(args: argparse.Namespace, store: WatchlistStore) -> int:
             return _add(args, watchlist)
         if args.faces_command == "reembed":
             return _reembed(args, watchlist)
-    except (EnrolmentError, AssetError) as error:
+    except (EnrolmentError, AssetError, FaceDetectorError, FaceEmbedderError) as error:
         print(f"nothing enrolled: {error}" if args.faces_command == "add" else str(error), file=sys.stderr)
         return 1
     if args.faces_command == "remove":

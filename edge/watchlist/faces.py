@@ -100,6 +100,14 @@ class FaceWatchlist:
         actor = resolve_actor(actor)
         created_at = utc_now()
         with self.store.transaction(write=True) as connection:
+            existing = connection.execute("SELECT id FROM face_persons WHERE name = ? AND list_name = ?",
+                                          (name, list_name)).fetchone()
+            if existing:
+                # Two entries for one person would only compete with each other for the match margin.
+                raise InvalidEntryError(
+                    f"'{name}' is already on list '{list_name}' as person {existing[0]}; remove person "
+                    f"{existing[0]} and enrol again with all photos, or use another name"
+                )
             person_id = connection.execute(
                 "INSERT INTO face_persons (name, list_name, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
                 (name, list_name, reason, created_at, actor),

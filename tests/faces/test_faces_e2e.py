@@ -101,3 +101,24 @@ def test_audit_table_lists_face_changes(face_run):
     result = run_edge("watchlist", "audit", "--db", str(face_run["db"]))
     assert result.returncode == 0, result.stderr
     assert "person 1 Barack Obama on 'wanted' from 2 photo(s)" in result.stdout
+
+
+@pytest.mark.parametrize(("file_bytes", "expected"), [(b"", "not a JPEG or PNG image"),
+                                                     (b"plain text, not a photo", "not a JPEG or PNG image")],
+                         ids=["empty", "text"])
+def test_bad_enrolment_photo_explained(tmp_path, file_bytes, expected):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(file_bytes)
+    result = run_edge("watchlist", "faces", "add", "someone", str(photo), "--list", "wanted", "--reason", "r",
+                      "--db", str(tmp_path / "wl.sqlite"), "--actor", "tester")
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_reembed_with_wrong_family_explained(tmp_path):
+    result = run_edge("watchlist", "faces", "reembed", "--embedder", "yunet_s_640", "--db", str(tmp_path / "wl.sqlite"),
+                      "--actor", "tester")
+    assert result.returncode == 1
+    assert "supports only arcface" in result.stderr
+    assert "Traceback" not in result.stderr

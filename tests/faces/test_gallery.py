@@ -124,7 +124,8 @@ def test_one_hit_per_track():
     assert [e.topic for e in first] == ["hit.face"]
     assert first[0].body["person"]["id"] == 1
     assert again == []
-    assert not events.wants_faces("cam", 7)
+    assert not events.wants_faces("cam", 7, frame_index=1)
+    assert events.wants_faces("cam", 7, frame_index=5)
 
 
 def test_new_track_hits_again():
@@ -151,7 +152,8 @@ def test_attempts_per_track_bounded():
     events = builder(max_faces=2)
     for _ in range(2):
         events.on_frame("cam", {3: [observation(unit(0, 0, 1))]}, [])
-    assert not events.wants_faces("cam", 3)
+    assert not events.wants_faces("cam", 3, frame_index=1)
+    assert events.wants_faces("cam", 3, frame_index=10)
 
 
 def test_rejected_face_never_matched():
@@ -159,9 +161,20 @@ def test_rejected_face_never_matched():
     assert events.on_frame("cam", {3: [observation(None)]}, []) == []
 
 
-def test_attempts_bounded_on_face_cameras():
-    """Face cameras do not ask wants_faces first, so on_frame itself must stop after max_faces_per_track."""
-    events = builder(max_faces=2)
-    for _ in range(5):
-        events.on_frame("cam", {3: [observation(unit(0, 0, 1))]}, [])
-    assert events._tracks[("cam", 3)].attempts == 2
+def test_person_taking_over_track_hits():
+    """A tracker can hand a track from one passer-by to the next; the second enrolled person still gets a hit."""
+    events = builder()
+    first = events.on_frame("cam", {7: [observation(unit(1, 0, 0))]}, [])
+    same_again = events.on_frame("cam", {7: [observation(unit(1, 0.02, 0))]}, [])
+    second = events.on_frame("cam", {7: [observation(unit(0, 1, 0))]}, [])
+    assert [e.body["person"]["id"] for e in first] == [1]
+    assert same_again == []
+    assert [e.body["person"]["id"] for e in second] == [2]
+
+
+def test_same_name_twice_on_list_rejected(watchlist):
+    watchlist.add_person("张三", "wanted", "case", [(b"jpeg", unit(1, 0, 0))], MODEL_ID, actor="a")
+    with pytest.raises(InvalidEntryError, match="'张三' is already on list 'wanted' as person 1"):
+        watchlist.add_person("张三", "wanted", "case", [(b"jpeg-2", unit(1, 0, 0))], MODEL_ID, actor="a")
+    watchlist.add_person("张三", "missing", "case", [(b"jpeg-3", unit(1, 0, 0))], MODEL_ID, actor="a")
+    assert len(watchlist.list_persons()) == 2

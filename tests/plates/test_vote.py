@@ -75,3 +75,36 @@ def test_colour_comes_from_winning_reads():
     vote = vote_plate(reads)
     assert vote.colour == "green"
     assert vote.text == "苏ED51712"
+
+
+def plate_builder():
+    from edge.config.pipeline import PlateStage
+    from edge.events.plates import PlateEventBuilder
+
+    stage = PlateStage(detector="d", recognizer="r", min_reads=3, min_confidence=0.6, recheck_every_frames=5)
+    return PlateEventBuilder(stage, lambda text: [], jpeg_quality=80)
+
+
+def test_following_vehicle_on_same_track_published():
+    """A car that takes over the track of the car before it (gate cameras) still gets its own plate message."""
+    events = plate_builder()
+    first = events.on_frame("cam", {4: [observation("苏A12345")] * 3}, [])
+    same = events.on_frame("cam", {4: [observation("苏A12345")] * 3}, [])
+    following = events.on_frame("cam", {4: [observation("皖K66666", colour="yellow")] * 3}, [])
+    assert [e.body["plate"]["text"] for e in first] == ["苏A12345"]
+    assert same == []
+    assert [e.body["plate"]["text"] for e in following] == ["皖K66666"]
+
+
+def test_one_character_difference_is_same_plate():
+    events = plate_builder()
+    events.on_frame("cam", {4: [observation("苏A12345")] * 3}, [])
+    assert events.on_frame("cam", {4: [observation("苏A12346")] * 3}, []) == []
+
+
+def test_published_track_read_only_on_recheck_frames():
+    events = plate_builder()
+    events.on_frame("cam", {4: [observation("苏A12345")] * 3}, [])
+    assert events.should_read("cam", 4, frame_index=10)
+    assert not events.should_read("cam", 4, frame_index=11)
+    assert events.should_read("cam", 5, frame_index=11)
