@@ -78,13 +78,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
+    from edge.bus.replay import ReplayError, subscribe_from
     from edge.bus.subscriber import subscribe
 
     import zmq
 
+    if args.from_seq is None:
+        messages = subscribe(args.endpoint, args.topic, args.timeout)
+    else:
+        messages = subscribe_from(args.endpoint, args.replay_endpoint, args.topic, args.from_seq, args.timeout)
     received = 0
     try:
-        for message in subscribe(args.endpoint, args.topic, args.timeout):
+        for message in messages:
             record = {"topic": message.topic, **message.header}
             if message.images:
                 record["jpeg_bytes"] = [len(image) for image in message.images]
@@ -98,11 +103,24 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         print(f"cannot subscribe to {args.endpoint}: {error}; use an endpoint such as tcp://127.0.0.1:5556",
               file=sys.stderr)
         return 2
+    except ReplayError as error:
+        print(f"replay from sequence {args.from_seq} failed: {error}", file=sys.stderr)
+        return 2
     if args.count:
         print(f"received {received} of {args.count} messages before {args.timeout} s passed with none",
               file=sys.stderr)
         return 1
     return 0
+
+
+def non_negative_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -158,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit after N messages (default: never)")
     sub.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                      help="exit when no message arrives for S seconds (default: wait forever)")
+    sub.add_argument("--from-seq", type=non_negative_count, default=None, metavar="N",
+                     help="first print the stored hit and plate messages from sequence N on, fetched from "
+                     "--replay-endpoint, then continue with the live feed, printing each sequence once")
+    sub.add_argument("--replay-endpoint", default="tcp://127.0.0.1:5557",
+                     help="ZeroMQ endpoint of the daemon's replay socket, used with --from-seq")
     sub.set_defaults(handler=cmd_subscribe)
 
     models = commands.add_parser("models", help="list, verify or fetch models and demo media")

@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field
 
 from edge import systemd
-from edge.bus.publisher import Publisher
+from edge.bus.outbox import default_outbox_path
+from edge.bus.publisher import OutboxSettings, Publisher
 from edge.bus.schema import TOPIC_HEALTH
 from edge.config import CameraConfig
 from edge.events.faces import FaceEventBuilder
@@ -73,7 +74,8 @@ class Daemon:
 
     def __post_init__(self) -> None:
         site = self.plan.site
-        self.publisher = Publisher(site.publisher.endpoint, site.box_id, site.publisher.queue_size)
+        self.publisher = Publisher(site.publisher.endpoint, site.box_id, site.publisher.queue_size,
+                                   outbox=self._outbox_settings())
         self.schedulers: dict[str, BatchScheduler] = {}
         self.detectors: dict[str, Detector] = {}
         self.runners: dict[str, PipelineRunner] = {}
@@ -84,6 +86,12 @@ class Daemon:
         self.face_galleries: list[FaceGalleryReloader] = []
         self.face_events: list[FaceEventBuilder] = []
         self.started_monotonic = time.monotonic()
+
+    def _outbox_settings(self) -> OutboxSettings:
+        config = self.plan.site.publisher
+        path = (self.plan.site_path.parent / config.outbox_path) if config.outbox_path else default_outbox_path()
+        return OutboxSettings(path, config.outbox_max_age_s, config.outbox_max_mb * 1024 * 1024,
+                              config.replay_endpoint)
 
     def _plate_stage(self, pipeline: PipelinePlan) -> tuple[PlateStage, PlateEventBuilder]:
         site = self.plan.site
@@ -171,7 +179,8 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
             "cameras": [runtime.counters() for runtime in self.cameras.values()],
             "pipelines": {name: s.counters.snapshot() for name, s in self.schedulers.items()},
-            "publisher": {"sent": self.publisher.sent, "dropped": self.publisher.dropped},
+            "publisher": {"sent": self.publisher.sent, "dropped": self.publisher.dropped,
+                          "outbox_errors": self.publisher.outbox_errors},
         }
         if self.plate_events:
             body["plates"] = {

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +32,8 @@ if not MODEL_DIR.is_dir():
 # Tests that need other folders override these with monkeypatch.
 os.environ["EDGE_MODEL_DIR"] = str(MODEL_DIR)
 os.environ["EDGE_MEDIA_DIR"] = str(VIDEO_DIR)
+# Watchlists and outboxes of daemons started without their own paths go to a throw-away folder.
+os.environ["EDGE_DATA_DIR"] = tempfile.mkdtemp(prefix="edge-test-data-")
 
 
 def free_port() -> int:

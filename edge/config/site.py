@@ -151,6 +151,35 @@ class PublisherConfig(StrictModel):
     send_empty_frames: bool = Field(
         default=False, description="Also publish 'det' for frames in which nothing was detected."
     )
+    outbox_path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="SQLite file that stores every hit and plate message before it is sent, for replay, and the "
+        "last sequence number, so that numbers continue after a restart. A relative path is taken from the "
+        "folder of the config file. When unset, $EDGE_DATA_DIR/outbox.sqlite, else data/outbox.sqlite in the "
+        "working directory. Each daemon needs its own file.",
+    )
+    outbox_max_age_s: float = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        le=366 * 24 * 3600,
+        description="Seconds a stored message stays replayable; older ones are deleted. Raising it keeps more "
+        "history for late subscribers and uses more disk, up to outbox_max_mb.",
+    )
+    outbox_max_mb: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Maximum MiB of stored headers and images; the oldest messages are deleted beyond it. The file "
+        "itself is somewhat larger, because SQLite adds its own overhead and reuses freed pages without "
+        "shrinking the file.",
+    )
+    replay_endpoint: str = Field(
+        default="tcp://127.0.0.1:5557",
+        pattern=r"^$|^(tcp|ipc|inproc)://.+$",
+        description="ZeroMQ endpoint of the ROUTER socket that resends stored messages on request "
+        "(`edge subscribe --from-seq`); \"\" turns replay off. Bind it only where trusted hosts can connect.",
+    )
 
 
 class SiteConfig(StrictModel):
