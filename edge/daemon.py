@@ -20,6 +20,7 @@ from edge.faces.embedder import FaceEmbedder
 from edge.faces.quality import QualityGate
 from edge.ingest.reader import CameraReader, ReaderState
 from edge.ingest.redact import redact_url
+from edge.metrics import MetricsServer
 from edge.plan import PipelinePlan, RunPlan
 from edge.plates.detector import PlateDetector
 from edge.plates.recognizer import PlateRecognizer
@@ -85,6 +86,7 @@ class Daemon:
         self.watchlist: PlateWatchlistReloader | None = None
         self.face_galleries: list[FaceGalleryReloader] = []
         self.face_events: list[FaceEventBuilder] = []
+        self.metrics: MetricsServer | None = None
         self.started_monotonic = time.monotonic()
 
     def _outbox_settings(self) -> OutboxSettings:
@@ -233,6 +235,10 @@ class Daemon:
         self._build()
         self.started_monotonic = time.monotonic()
         self.publisher.start()
+        metrics = self.plan.site.metrics
+        self.metrics = MetricsServer(metrics.host, metrics.port, self.health_body) if metrics.enabled else None
+        if self.metrics is not None:
+            self.metrics.start()
         self._log_summary()
         for scheduler in self.schedulers.values():
             scheduler.start()
@@ -288,6 +294,8 @@ class Daemon:
             runner.end_all_tracks()
         self.publisher.publish(TOPIC_HEALTH, self.health_body())
         self.publisher.close()
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 def format_counters(daemon: Daemon) -> str:

@@ -25,7 +25,7 @@ def site_toml(endpoint: str, cameras: list[dict], extra: str = "") -> str:
         lines.append("")
     lines += ["[ingest]", "open_timeout_s = 3", "read_timeout_s = 3", "backoff_initial_s = 0.5",
               "backoff_max_s = 2", "", "[publisher]", f'endpoint = "{endpoint}"', "health_interval_s = 1",
-              f'replay_endpoint = "tcp://127.0.0.1:{free_port()}"', extra]
+              f'replay_endpoint = "tcp://127.0.0.1:{free_port()}"', extra, "", "[metrics]", f"port = {free_port()}"]
     return "\n".join(lines) + "\n"
 
 

@@ -182,6 +182,15 @@ class PublisherConfig(StrictModel):
     )
 
 
+class MetricsConfig(StrictModel):
+    """The Prometheus metrics endpoint."""
+
+    enabled: bool = Field(default=True, description="Serve http://HOST:PORT/metrics.")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address to listen on; keep it local "
+                      "unless the scraper runs on another host.")
+    port: int = Field(default=9500, ge=1, le=65535, description="TCP port of the metrics endpoint.")
+
+
 class SiteConfig(StrictModel):
     """Everything one box needs to run: its cameras, inference runtime and feed."""
 
@@ -206,6 +215,7 @@ class SiteConfig(StrictModel):
     ingest: IngestConfig = IngestConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     publisher: PublisherConfig = PublisherConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("cameras")
     @classmethod

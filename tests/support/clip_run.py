@@ -72,7 +72,8 @@ def run_clip(tmp: Path, source_url: str, pipeline: str, watchlist_db: Path, clip
         '[ingest]\nbackoff_initial_s = 60\nbackoff_max_s = 60\n\n'
         f'[publisher]\nendpoint = "{endpoint}"\nhealth_interval_s = 1\n'
         # Each run gets its own outbox and replay port, so runs never share sequence numbers or collide on 5557.
-        f'outbox_path = "{tmp / "outbox.sqlite"}"\nreplay_endpoint = "tcp://127.0.0.1:{free_port()}"\n',
+        f'outbox_path = "{tmp / "outbox.sqlite"}"\nreplay_endpoint = "tcp://127.0.0.1:{free_port()}"\n'
+        f'\n[metrics]\nport = {free_port()}\n',
         encoding="utf-8")
     recorder = FeedRecorder(endpoint)
     process = subprocess.Popen([*edge_command(), "run", "--config", str(config)], stdout=subprocess.PIPE,

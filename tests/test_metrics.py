@@ -1,0 +1,99 @@
+"""Prometheus metrics: the text format of the health counters, served by a running daemon."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import urllib.request
+
+from edge.metrics import render_metrics
+from tests.conftest import PEOPLE_CLIP, edge_command, free_port, wait_until
+from tests.test_run_daemon import site_toml
+
+HEALTH = {
+    "uptime_s": 12.5,
+    "cameras": [{"camera_id": "gate-1", "state": "streaming", "frames_decoded": 120, "frames_skipped": 3,
+                 "frames_dropped": 1, "frames_inferred": 116, "reconnects": 2, "detections_published": 40,
+                 "plates_read": 0, "plates_invalid": 0, "faces_seen": 0, "faces_rejected": 0, "face_hits": 0,
+                 "last_frame_age_s": 0.05},
+                {"camera_id": "gate-2", "state": "backoff", "frames_decoded": 0, "frames_skipped": 0,
+                 "frames_dropped": 0, "frames_inferred": 0, "reconnects": 5, "detections_published": 0,
+                 "plates_read": 0, "plates_invalid": 0, "faces_seen": 0, "faces_rejected": 0, "face_hits": 0,
+                 "last_frame_age_s": None}],
+    "pipelines": {"detect": {"batches": 60, "frames": 116, "errors": 0, "mean_batch_size": 1.93,
+                             "mean_batch_ms": 21.4}},
+    "publisher": {"sent": 50, "dropped": 0, "outbox_errors": 0},
+}
+
+
+def test_camera_counters_rendered():
+    text = render_metrics(HEALTH)
+    assert 'edge_camera_frames_decoded_total{camera="gate-1"} 120' in text
+    assert 'edge_camera_reconnects_total{camera="gate-2"} 5' in text
+    assert "# TYPE edge_camera_frames_decoded_total counter" in text
+
+
+def test_dead_camera_has_no_frame_age():
+    text = render_metrics(HEALTH)
+    assert 'edge_camera_last_frame_age_seconds{camera="gate-1"} 0.05' in text
+    assert 'edge_camera_last_frame_age_seconds{camera="gate-2"}' not in text
+    assert 'edge_camera_streaming{camera="gate-2"} 0' in text
+
+
+def test_pipeline_and_publisher_rendered():
+    text = render_metrics(HEALTH)
+    assert 'edge_pipeline_mean_batch_ms{pipeline="detect"} 21.4' in text
+    assert "edge_publisher_sent_total 50" in text
+    assert "edge_uptime_seconds 12.5" in text
+
+
+def fetch(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode("utf-8")
+    except OSError:
+        return None
+
+
+def test_daemon_serves_metrics(tmp_path):
+    port = free_port()
+    config = tmp_path / "site.toml"
+    text = site_toml(f"tcp://127.0.0.1:{free_port()}", [{"id": "replay", "name": "r", "source": str(PEOPLE_CLIP),
+                                                        "loop": True}])
+    config.write_text(text.rsplit("[metrics]", 1)[0] + f"[metrics]\nport = {port}\n", encoding="utf-8")
+    process = subprocess.Popen([*edge_command(), "run", "--config", str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def frames_inferred() -> bool:
+            body = fetch(url) or ""
+            return 'edge_camera_frames_inferred_total{camera="replay"}' in body and \
+                'edge_camera_frames_inferred_total{camera="replay"} 0\n' not in body
+
+        assert wait_until(frames_inferred, 60)
+        body = fetch(url)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert body is not None, stderr[-2000:]
+    assert 'edge_camera_streaming{camera="replay"} 1' in body
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in stderr
+
+
+def test_busy_metrics_port_does_not_stop_daemon(tmp_path):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    config = tmp_path / "site.toml"
+    text = site_toml(f"tcp://127.0.0.1:{free_port()}", [{"id": "replay", "name": "r", "source": str(PEOPLE_CLIP)}])
+    config.write_text(text.rsplit("[metrics]", 1)[0] + f"[metrics]\nport = {port}\n", encoding="utf-8")
+    try:
+        result = subprocess.run([*edge_command(), "run", "--config", str(config), "--duration", "3"],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        holder.close()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"metrics endpoint not started: cannot listen on 127.0.0.1:{port}" in result.stderr
