@@ -15,7 +15,7 @@ import numpy as np
 from edge.bus.schema import utc_iso
 from edge.config.pipeline import FaceStage
 from edge.core.regions import Region, crop_region
-from edge.events.plates import FeedEvent
+from edge.events.feed import FeedEvent
 from edge.events.snapshot import encode_jpegs
 from edge.faces.analyzer import FaceResult
 from edge.watchlist.faces import FaceGallery, FaceMatch

@@ -8,6 +8,7 @@ from typing import Callable
 
 from edge.bus.schema import utc_iso
 from edge.config.pipeline import PlateStage
+from edge.events.feed import FeedEvent
 from edge.events.snapshot import encode_jpegs
 from edge.plates.vote import PlateObservation, PlateVote, TrackVotes, edit_distance
 
@@ -15,13 +16,6 @@ log = logging.getLogger(__name__)
 
 TOPIC_PLATE = "plate"
 TOPIC_PLATE_HIT = "hit.plate"
-
-
-@dataclass(frozen=True)
-class FeedEvent:
-    topic: str
-    body: dict
-    images: list[bytes]  # JPEG frame snapshot, then JPEG plate crop
 
 
 # Plate texts this many edits apart belong to different vehicles, not to one plate read with OCR errors.

@@ -10,7 +10,7 @@ import numpy as np
 from edge.config.pipeline import COCO_CLASSES, FaceStage as FaceStageConfig
 from edge.core.regions import Region
 from edge.events.faces import FaceEventBuilder, FaceObservation
-from edge.events.plates import FeedEvent
+from edge.events.feed import FeedEvent
 from edge.faces.analyzer import FaceAnalyzer, FaceResult
 from edge.ingest.slot import FramePacket
 from edge.runtime.analysis import CameraAnalysis

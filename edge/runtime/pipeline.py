@@ -9,7 +9,7 @@ import numpy as np
 
 from edge.bus.schema import TOPIC_DETECTIONS, detections_body
 from edge.config import PublisherConfig
-from edge.events.plates import FeedEvent
+from edge.events.feed import FeedEvent
 from edge.events.snapshot import encode_jpegs
 from edge.ingest.slot import FramePacket
 from edge.runtime.analysis import CameraAnalysis

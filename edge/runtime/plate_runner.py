@@ -10,7 +10,8 @@ import numpy as np
 
 from edge.config.pipeline import COCO_CLASSES, PlateStage as PlateStageConfig
 from edge.core.regions import Region
-from edge.events.plates import FeedEvent, PlateEventBuilder
+from edge.events.feed import FeedEvent
+from edge.events.plates import PlateEventBuilder
 from edge.ingest.slot import FramePacket
 from edge.plates.stage import PlateResult, PlateStage
 from edge.plates.vote import PlateObservation
