@@ -42,6 +42,8 @@ TICK_S = 0.2
 # Maximum wait for reader threads at shutdown, for all cameras together. A reader stuck in a connection
 # attempt cannot be interrupted; it is a daemon thread and ends with the process.
 READER_STOP_TIMEOUT_S = 3.0
+# Frames waiting this long with no finished batch mean inference hangs; well under WatchdogSec=30 in the unit.
+INFERENCE_STALL_S = 10.0
 
 
 @dataclass
@@ -271,7 +273,8 @@ class Daemon:
                     self.watchlist.refresh_if_changed()
                 for gallery in self.face_galleries:
                     gallery.refresh_if_changed()
-                if all(s.is_alive() for s in self.schedulers.values()):
+                # The watchdog is fed only while inference keeps up, so systemd restarts a hung model.
+                if all(s.is_processing(INFERENCE_STALL_S) for s in self.schedulers.values()):
                     systemd.notify("WATCHDOG=1")
         finally:
             self.stop()

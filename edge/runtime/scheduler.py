@@ -65,6 +65,16 @@ class BatchScheduler(threading.Thread):
         self.slots.append(slot)
         return slot
 
+    def is_processing(self, stall_s: float) -> bool:
+        """True unless the thread died or frames have waited while no batch finished for `stall_s`.
+
+        An idle scheduler (no camera delivers frames) counts as processing, so a quiet site is not restarted.
+        """
+        if not self.is_alive():
+            return False
+        waiting = any(slot.has_frame for slot in self.slots)
+        return not waiting or time.monotonic() - self.last_batch_monotonic < stall_s
+
     def run(self) -> None:
         while not self.stop_event.is_set():
             batch = self._collect_batch()

@@ -104,3 +104,33 @@ def test_inference_error_is_counted_and_survived():
         scheduler.join(5)
     assert scheduler.counters.errors == 1
     assert delivered == [1, 2]
+
+
+def test_processing_check_detects_stall():
+    class Hanging:
+        def __init__(self):
+            self.release = threading.Event()
+
+        def detect(self, frames):
+            self.release.wait(10)
+            return [None] * len(frames)
+
+    detector = Hanging()
+    stop = threading.Event()
+    scheduler = BatchScheduler("detect", detector, batch_size=1, max_wait_ms=0,
+                               on_batch=lambda packets, dets: None, stop=stop)
+    slot = scheduler.add_slot("cam")
+    assert not scheduler.is_processing(stall_s=1.0)  # not started yet
+    scheduler.start()
+    try:
+        assert scheduler.is_processing(stall_s=1.0)  # idle: no frames waiting
+        frame = cv2.imread(str(BUS_IMAGE))
+        slot.put(FramePacket("cam", frame, time.time(), 0))  # taken, then inference hangs
+        time.sleep(0.2)
+        slot.put(FramePacket("cam", frame, time.time(), 1))  # waits behind the hung batch
+        time.sleep(1.2)
+        assert not scheduler.is_processing(stall_s=1.0)
+    finally:
+        detector.release.set()
+        stop.set()
+        scheduler.join(15)
