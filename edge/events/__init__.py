@@ -1,1 +1,1 @@
-"""Event builders: turn per-frame results into feed messages, one per track where the topic asks for it."""
+"""Event builders: turn per-frame results into feed messages, one per track for the plate and face topics."""

@@ -71,7 +71,7 @@ class PlateEventBuilder:
 
     A track's plate goes out once: as soon as `min_reads` valid reads agree with `min_confidence`, or when the
     track ends with anything valid read. A published track is read again on every `recheck_every_frames`
-    frame; when those reads settle on a clearly different plate, a following vehicle took over the track, and
+    frame. When those reads settle on a clearly different plate, a following vehicle took over the track, so
     its plate goes out as well.
     """
 

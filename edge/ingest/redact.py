@@ -6,8 +6,8 @@ import logging
 import re
 
 # Matches the user-info part of any URL, such as "admin:secret@" in rtsp://admin:secret@10.1.2.3/live.
-# It runs to the last '@' of the URL, because FFmpeg accepts passwords with unescaped '@' and '/' in them;
-# a path that contains '@' is hidden too, which costs nothing.
+# It runs to the last '@' of the URL, because FFmpeg accepts passwords with unescaped '@' and '/' in them.
+# A path that contains '@' is hidden too, which costs nothing.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"]*@")
 
 

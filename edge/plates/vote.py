@@ -31,7 +31,7 @@ class PlateVote:
     text: str
     plate_type: str
     colour: str | None
-    confidence: float  # the least certain character's share of the vote, 0..1
+    confidence: float  # minimum over characters of the winning character's share of the vote, 0..1
     reads: int  # valid reads of the winning length
     best: PlateObservation  # the read closest to the voted text, for snapshots
 

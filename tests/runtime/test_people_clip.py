@@ -1,7 +1,7 @@
 """Content check on the people clip: people are found while they are in view, and not before or after.
 
-The times were checked by eye on the decoded frames: the hall is empty at 0 s, 3 s and 90 s; one person
-is in the middle of the frame at 10 s, 30 s and 60 s.
+The times were checked by eye on the decoded frames. The hall is empty at 0 s, 3 s and 90 s, and one
+person is in the middle of the frame at 10 s, 30 s and 60 s.
 """
 
 from __future__ import annotations
