@@ -98,3 +98,11 @@ def load_pipeline(name: str, pipeline_dir: Path) -> PipelineConfig:
         raise ConfigError([issue(path, "name", f"must match the file name '{name}'", data["name"])])
     data["name"] = name
     return validate(PipelineConfig, data, path)
+
+
+def load_web(path: str | Path) -> "WebConfig":
+    """Load and validate a web service config; raise ConfigError listing every invalid field."""
+    from edge.config.web import WebConfig
+
+    path = Path(path)
+    return validate(WebConfig, read_toml(path), path)
