@@ -146,6 +146,10 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
         if camera.face_camera and plan is not None and plan.config.faces is None:
             issues.append(issue(site_path, f"cameras[{index}].face_camera", f"pipeline '{camera.pipeline}' has no "
                                 "[faces] stage; use a pipeline with one, such as 'faces'", True))
+        if camera.max_frame_width is not None and plan is not None and (plan.config.plates or plan.config.faces):
+            issues.append(issue(site_path, f"cameras[{index}].max_frame_width", f"pipeline '{camera.pipeline}' "
+                                "reads plates or faces, which need full-resolution frames; remove max_frame_width "
+                                "or use a detect-only pipeline", camera.max_frame_width))
 
     sources: dict[str, str] = {}
     for index, camera in enabled:

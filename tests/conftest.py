@@ -73,11 +73,14 @@ def _gstreamer_rtsp_available() -> str | None:
 class RtspServer:
     """A GStreamer RTSP server process serving the test clips on 127.0.0.1."""
 
-    def __init__(self, mounts: dict[str, Path], user: str | None = None):
-        self.port = free_port()
+    def __init__(self, mounts: dict[str, Path], user: str | None = None, port: int | None = None,
+                 launches: dict[str, str] | None = None):
+        """Serve `mounts` (H.264 MP4 files) and `launches` (gst-launch descriptions ending in pay0) on `port`."""
+        self.port = port or free_port()
         self.user = user
         command = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), str(self.port)]
         command += [f"{name}={path}" for name, path in mounts.items()]
+        command += [f"--launch={name}={launch}" for name, launch in (launches or {}).items()]
         if user:
             command += ["--user", user]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 
 from edge.config.site import CameraConfig, IngestConfig
+from edge.ingest.decode import DamageGate, configure_decoder, frame_to_bgr
 from edge.ingest.redact import redact_url
 from edge.ingest.slot import FramePacket, LatestFrameSlot
 
@@ -41,6 +42,8 @@ class CameraCounters:
 
     frames_decoded: int = 0
     frames_skipped: int = 0  # decoded but above max_fps, so never offered to inference
+    # Packets the decoder rejected plus frames discarded as damaged (see DamageGate); never offered either.
+    decode_errors: int = 0
     reconnects: int = 0
     last_frame_monotonic: float | None = None
     last_error: str | None = None
@@ -64,6 +67,10 @@ class FrameRateLimiter:
     def __init__(self, max_fps: float):
         self.interval_s = 1.0 / max_fps
         self.next_due_s: float | None = None
+
+    def reset(self) -> None:
+        """Start a new schedule at the next frame, for a stream whose clock starts again."""
+        self.next_due_s = None
 
     def admit(self, media_time_s: float) -> bool:
         # A jump backwards (loop, camera clock reset) or far ahead restarts the schedule.
@@ -96,6 +103,9 @@ class CameraReader(threading.Thread):
         self._loop_offset_s = 0.0
         self._pacing_start: tuple[float, float] | None = None  # (wall clock, media time) of the first frame
         self._passes = 0
+        self._damage = DamageGate(camera.id)
+        self._frame_size: tuple[int, int] | None = None
+        self._last_frame_time_utc = 0.0
 
     def run(self) -> None:
         backoff_s = self.ingest.backoff_initial_s
@@ -161,7 +171,11 @@ class CameraReader(threading.Thread):
             if not container.streams.video:
                 raise SourceError(f"no video stream in {self._log_source}")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            configure_decoder(stream, self.camera.decode)
+            self._damage.reset()
+            if not self.is_file:
+                # A new RTSP session starts its clock again, often less than a second back.
+                self._limiter.reset()
             # Loop passes of a file log at debug level, so a short clip does not fill the log.
             log.log(logging.INFO if self._passes == 0 else logging.DEBUG, "%s: streaming %s (%s %dx%d)",
                     self.camera.id, self._log_source, stream.codec_context.name, stream.codec_context.width,
@@ -176,6 +190,11 @@ class CameraReader(threading.Thread):
                     return
                 self.counters.frames_decoded += 1
                 self.counters.last_frame_monotonic = time.monotonic()
+                admitted = self._damage.admit(frame)
+                self.counters.decode_errors = self._damage.errors
+                if not admitted:
+                    continue
+                self._note_frame_size(frame)
                 if frame.time is not None:
                     media_time_s = self._loop_offset_s + float(frame.time)
                 else:
@@ -187,12 +206,24 @@ class CameraReader(threading.Thread):
                     return
                 self.slot.put(FramePacket(
                     camera_id=self.camera.id,
-                    frame_bgr=frame.to_ndarray(format="bgr24"),
-                    frame_time_utc=time.time(),
+                    frame_bgr=frame_to_bgr(frame, self.camera.max_frame_width),
+                    frame_time_utc=self._next_frame_time_utc(),
                     frame_index=self.counters.frames_decoded - 1,
                 ))
             if self.is_file:
                 self._loop_offset_s = media_time_s + frame_interval_s
+
+    def _next_frame_time_utc(self) -> float:
+        """Return the wall-clock time for a frame, never earlier than the previous frame's, even if the clock steps back."""
+        self._last_frame_time_utc = max(time.time(), self._last_frame_time_utc + 1e-6)
+        return self._last_frame_time_utc
+
+    def _note_frame_size(self, frame: av.VideoFrame) -> None:
+        size = (frame.width, frame.height)
+        if size != self._frame_size:
+            if self._frame_size is not None:
+                log.info("%s: frame size changed from %dx%d to %dx%d", self.camera.id, *self._frame_size, *size)
+            self._frame_size = size
 
     def _wait_for_media_time(self, media_time_s: float) -> bool:
         """Sleep until the wall clock reaches the frame's media time; return False when stopped while waiting."""
@@ -201,25 +232,34 @@ class CameraReader(threading.Thread):
         delay_s = self._pacing_start[0] + (media_time_s - self._pacing_start[1]) - time.monotonic()
         return delay_s <= 0 or not self.stop_event.wait(delay_s)
 
-
     def _decode_with_timeout(self, container, stream):
-        """Decode frames, turning FFmpeg's error after a silent read_timeout_s into a StreamTimeoutError."""
-        last_frame = time.monotonic()
-        frames = container.decode(stream)
+        """Decode frames, damaged ones included, raising StreamTimeoutError after read_timeout_s without data.
+
+        A packet that the decoder rejects as invalid data is counted by the damage gate instead of ending the
+        stream, so a burst of bad packets costs frames but not the connection.
+        """
+        last_packet = time.monotonic()
+        packets = container.demux(stream)
         while True:
             try:
-                frame = next(frames)
+                packet = next(packets)
             except StopIteration:
                 return
             except av.error.FFmpegError as error:
-                silent_s = time.monotonic() - last_frame
+                silent_s = time.monotonic() - last_packet
                 if not self.is_file and silent_s >= self.ingest.read_timeout_s - 0.1:
                     raise StreamTimeoutError(
-                        f"read timed out: no frame for {silent_s:.1f} s (read_timeout_s={self.ingest.read_timeout_s})"
+                        f"read timed out: no data for {silent_s:.1f} s (read_timeout_s={self.ingest.read_timeout_s})"
                     ) from error
                 raise
-            last_frame = time.monotonic()
-            yield frame
+            last_packet = time.monotonic()
+            try:
+                frames = stream.decode(packet)
+            except av.error.InvalidDataError as error:
+                self._damage.reject_packet(error)
+                self.counters.decode_errors = self._damage.errors
+                continue
+            yield from frames
 
 
 def resolve_source(camera: CameraConfig, config_dir: Path, media_dirs: list[Path]) -> str | None:

@@ -146,7 +146,7 @@ def cmd_bench_plates(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     bench = subparsers.add_parser("bench", help="measure accuracy and speed of a stage")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     plates = bench_commands.add_parser("plates", help="plate reading on a folder of labelled images")
@@ -165,3 +165,4 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     from edge.faces.bench import add_bench_faces_parser
 
     add_bench_faces_parser(bench_commands)
+    return bench_commands

@@ -1,10 +1,13 @@
 """Serve video files over RTSP on 127.0.0.1 with Debian's GStreamer RTSP server, for tests.
 
 Runs under the system Python, which has python3-gi; the test suite's virtual environment does not.
-Usage: /usr/bin/python3 rtsp_server.py PORT MOUNT=FILE.mp4 [MOUNT=FILE.mp4 ...] [--user NAME:PASSWORD]
+Usage: /usr/bin/python3 rtsp_server.py PORT [MOUNT=FILE.mp4 ...] [--launch MOUNT=PIPELINE ...] [--user NAME:PASSWORD]
+A MOUNT=FILE.mp4 mount passes the file's H.264 through. A --launch mount serves a gst-launch pipeline
+description whose last element is named pay0, for other codecs, containers or caps.
 Prints "READY <port>" once the server listens; stops on SIGTERM or SIGINT.
 """
 
+import argparse
 import signal
 import sys
 
@@ -16,21 +19,30 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="Serve test media over RTSP on 127.0.0.1.")
+    parser.add_argument("port")
+    parser.add_argument("mounts", nargs="*", metavar="MOUNT=FILE.mp4")
+    parser.add_argument("--launch", action="append", default=[], metavar="MOUNT=PIPELINE")
+    parser.add_argument("--user", metavar="NAME:PASSWORD")
+    args = parser.parse_args(argv)
     Gst.init(None)
-    port = argv[0]
-    mounts = [arg for arg in argv[1:] if "=" in arg and not arg.startswith("--")]
-    user = argv[argv.index("--user") + 1] if "--user" in argv else None
+    port, user = args.port, args.user
+
+    launches = []
+    for mount in args.mounts:
+        path, _, file_name = mount.partition("=")
+        # H.264 is passed through without re-encoding.
+        launches.append((path, f'( filesrc location="{file_name}" ! qtdemux ! h264parse config-interval=-1 '
+                               '! rtph264pay name=pay0 pt=96 )'))
+    launches += [tuple(mount.partition("=")[::2]) for mount in args.launch]
 
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(port)
-    for mount in mounts:
-        path, _, file_name = mount.partition("=")
+    for path, launch in launches:
         factory = GstRtspServer.RTSPMediaFactory()
-        # H.264 is passed through without re-encoding; each client gets its own pipeline from the start.
-        factory.set_launch(
-            f'( filesrc location="{file_name}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )'
-        )
+        factory.set_launch(launch)
+        # Each client gets its own pipeline, which starts at the beginning of the media.
         factory.set_shared(False)
         if user:
             name, _, password = user.partition(":")

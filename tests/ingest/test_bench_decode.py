@@ -1,0 +1,33 @@
+"""`edge bench decode` on a real clip: the cases decode the frames their mode promises. Speed is never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.conftest import CAR_CLIP, edge_command
+
+
+def test_bench_decode_json_cases():
+    result = subprocess.run(edge_command() + ["bench", "decode", "--source", str(CAR_CLIP), "--seconds", "10",
+                                              "--repeats", "1", "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["clip"]["gop"] == 60
+    assert report["clip"]["reencoded_from"] is None
+    cases = {case["label"]: case for case in report["cases"]}
+    # 10 s of the 12.5 fps clip: 125 frames, key frames at 0, 60 and 120.
+    assert cases["all"]["frames_decoded"] == 125
+    assert cases["all"]["frames_converted"] == 125
+    assert cases["all, max_fps 5"]["frames_converted"] == 50
+    assert cases["keyframes"]["frames_decoded"] == 3
+    assert cases["all, BGR 416 px wide"]["frames_converted"] == 125
+    assert cases["all"]["all_over_this"] == 1.0
+
+
+def test_bench_decode_rejects_missing_file(tmp_path):
+    result = subprocess.run(edge_command() + ["bench", "decode", "--source", str(tmp_path / "none.mp4")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "bench failed: cannot open" in result.stderr
