@@ -1,10 +1,14 @@
-"""Prometheus metrics endpoint: the daemon's health counters in the text exposition format, over HTTP."""
+"""Prometheus metrics endpoint: the daemon's health counters and inference histograms in the text
+exposition format, over HTTP."""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import threading
+import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 from aiohttp import web
@@ -12,19 +16,136 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 CAMERA_COUNTERS = ("frames_decoded", "frames_skipped", "frames_dropped", "frames_inferred", "reconnects",
-                   "detections_published", "plates_read", "plates_invalid", "faces_seen", "faces_rejected",
-                   "face_hits")
+                   "decode_errors", "detections_published", "plates_read", "plates_invalid", "faces_seen",
+                   "faces_rejected", "face_hits")
 PIPELINE_COUNTERS = ("batches", "frames", "errors")
 PIPELINE_GAUGES = ("mean_batch_size", "mean_batch_ms")
-PUBLISHER_COUNTERS = ("sent", "dropped", "outbox_errors")
+PUBLISHER_COUNTERS = {
+    "sent": "Feed messages handed to ZeroMQ.",
+    "dropped": "Feed messages dropped because the publisher queue was full or the send failed.",
+    "hwm_overflows": "Sends that found a subscriber's queue at the send high-water mark; that subscriber lost "
+                     "this and usually some later messages.",
+    "outbox_errors": "Hits and plate messages that could not be stored in the outbox; they were still sent.",
+}
+PUBLISHER_GAUGES = {
+    "sequence": "Sequence number of the last message sent.",
+    "subscribers": "Subscriber sockets connected to the feed.",
+    "outbox_messages": "Messages stored in the outbox for replay.",
+}
+# Inference calls on the boxes this daemon targets take from about 1 ms (a plate crop on a GPU) to about
+# 2 s (a large batch on a slow CPU), so the buckets cover that range in 1-2-5 steps.
+LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# Scrapes closer together than this reuse the previous frame rate, which would be too noisy.
+MIN_RATE_WINDOW_S = 1.0
+
+
+class Histogram:
+    """A Prometheus histogram: counts per upper bound, the sum and the count of observed values."""
+
+    def __init__(self, buckets: tuple[float, ...]):
+        self.buckets = buckets
+        self._counts = [0] * (len(buckets) + 1)  # the last slot is the +Inf bucket
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        # bisect_left puts a value equal to a bound into that bound's bucket, as `le` requires.
+        self._counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[int]:
+        """Return the count of values at or below each bound, then the total for +Inf."""
+        totals, running = [], 0
+        for count in self._counts:
+            running += count
+            totals.append(running)
+        return totals
+
+
+@dataclass
+class _ModelHistograms:
+    latency_s: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_S))
+    batch_size: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
+
+
+class InferenceStats:
+    """Latency and batch-size histograms of every inference call, per model; safe to use from any thread."""
+
+    def __init__(self):
+        self._models: dict[str, _ModelHistograms] = {}
+        self._lock = threading.Lock()
+
+    def record(self, model: str, seconds: float, batch_size: int) -> None:
+        with self._lock:
+            histograms = self._models.get(model)
+            if histograms is None:
+                histograms = self._models[model] = _ModelHistograms()
+            histograms.latency_s.observe(seconds)
+            histograms.batch_size.observe(batch_size)
+
+    def render(self) -> list[str]:
+        lines = ["# HELP edge_inference_seconds Duration of one ONNX Runtime inference call, per model file.",
+                 "# TYPE edge_inference_seconds histogram"]
+        with self._lock:
+            models = sorted(self._models.items())
+            for model, histograms in models:
+                lines += _histogram_lines("edge_inference_seconds", f'model="{_label(model)}"', histograms.latency_s)
+            lines += ["# HELP edge_inference_batch_size Frames or crops in one inference call, per model file.",
+                      "# TYPE edge_inference_batch_size histogram"]
+            for model, histograms in models:
+                lines += _histogram_lines("edge_inference_batch_size", f'model="{_label(model)}"',
+                                          histograms.batch_size)
+        return lines
+
+
+# One per process: every session created by edge.runtime.session.load_model records into it.
+INFERENCE_STATS = InferenceStats()
+
+
+def _histogram_lines(name: str, labels: str, histogram: Histogram) -> list[str]:
+    cumulative = histogram.cumulative()
+    lines = [f'{name}_bucket{{{labels},le="{bound:g}"}} {count}' for bound, count in zip(histogram.buckets,
+                                                                                          cumulative)]
+    lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {cumulative[-1]}')
+    lines.append(f"{name}_sum{{{labels}}} {histogram.sum:g}")
+    lines.append(f"{name}_count{{{labels}}} {histogram.count}")
+    return lines
+
+
+class FrameRateMeter:
+    """Decoded frames per second of each camera, over the time since the previous scrape."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._previous: dict[str, tuple[float, int]] = {}
+        self._rates: dict[str, float] = {}
+
+    def update(self, health: dict) -> dict[str, float]:
+        """Return the frame rate per camera id; the first scrape of a camera averages over the uptime."""
+        now = self._clock()
+        for camera in health.get("cameras", []):
+            camera_id, frames = camera["camera_id"], camera.get("frames_decoded", 0)
+            previous = self._previous.get(camera_id)
+            if previous is None:
+                uptime_s = health.get("uptime_s") or 0.0
+                self._rates[camera_id] = frames / uptime_s if uptime_s > 0 else 0.0
+                self._previous[camera_id] = (now, frames)
+            elif now - previous[0] >= MIN_RATE_WINDOW_S:
+                self._rates[camera_id] = max(0, frames - previous[1]) / (now - previous[0])
+                self._previous[camera_id] = (now, frames)
+        return dict(self._rates)
 
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(health: dict) -> str:
-    """Render a `health` body as Prometheus text; counters get `_total`, durations use seconds."""
+def render_metrics(health: dict, inference: InferenceStats | None = None,
+                   camera_fps: dict[str, float] | None = None) -> str:
+    """Render a `health` body, and the inference histograms when given, as Prometheus text; counters get
+    `_total`, durations use seconds."""
     lines: list[str] = []
 
     def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -41,6 +162,9 @@ def render_metrics(health: dict) -> str:
             if c.get("last_frame_age_s") is not None])
     family("edge_camera_streaming", "gauge", "1 while the camera delivers frames, else 0.",
            [(f'{{camera="{_label(c["camera_id"])}"}}', float(c["state"] == "streaming")) for c in cameras])
+    if camera_fps is not None:
+        family("edge_camera_frames_per_second", "gauge", "Frames decoded per second since the previous scrape.",
+               [(f'{{camera="{_label(camera_id)}"}}', round(rate, 3)) for camera_id, rate in camera_fps.items()])
 
     pipelines = health.get("pipelines", {})
     for counter in PIPELINE_COUNTERS:
@@ -51,10 +175,14 @@ def render_metrics(health: dict) -> str:
                [(f'{{pipeline="{_label(name)}"}}', p[gauge]) for name, p in pipelines.items()])
 
     publisher = health.get("publisher", {})
-    for counter in PUBLISHER_COUNTERS:
+    for counter, help_text in PUBLISHER_COUNTERS.items():
         if counter in publisher:
-            family(f"edge_publisher_{counter}_total", "counter", f"Feed messages {counter.replace('_', ' ')}.",
-                   [("", publisher[counter])])
+            family(f"edge_publisher_{counter}_total", "counter", help_text, [("", publisher[counter])])
+    for gauge, help_text in PUBLISHER_GAUGES.items():
+        if publisher.get(gauge) is not None:
+            family(f"edge_publisher_{gauge}", "gauge", help_text, [("", publisher[gauge])])
+    if inference is not None:
+        lines.extend(inference.render())
     family("edge_uptime_seconds", "gauge", "Seconds since the daemon started.", [("", health.get("uptime_s", 0))])
     return "\n".join(lines) + "\n"
 
@@ -71,10 +199,13 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
+        self._frame_rates = FrameRateMeter()
         self.error: str | None = None
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(text=render_metrics(self.collect()), content_type="text/plain", charset="utf-8")
+        health = self.collect()
+        text = render_metrics(health, INFERENCE_STATS, self._frame_rates.update(health))
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     def start(self) -> bool:
         """Start serving; return False (and log why) when the address cannot be bound."""

@@ -7,14 +7,19 @@ import socket
 import subprocess
 import urllib.request
 
-from edge.metrics import render_metrics
+import pytest
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge.metrics import FrameRateMeter, InferenceStats, render_metrics
 from tests.conftest import PEOPLE_CLIP, edge_command, free_port, wait_until
 from tests.test_run_daemon import site_toml
 
 HEALTH = {
     "uptime_s": 12.5,
     "cameras": [{"camera_id": "gate-1", "state": "streaming", "frames_decoded": 120, "frames_skipped": 3,
-                 "frames_dropped": 1, "frames_inferred": 116, "reconnects": 2, "detections_published": 40,
+                 "frames_dropped": 1, "frames_inferred": 116, "reconnects": 2, "decode_errors": 4,
+                 "detections_published": 40,
                  "plates_read": 0, "plates_invalid": 0, "faces_seen": 0, "faces_rejected": 0, "face_hits": 0,
                  "last_frame_age_s": 0.05},
                 {"camera_id": "gate-2", "state": "backoff", "frames_decoded": 0, "frames_skipped": 0,
@@ -23,7 +28,8 @@ HEALTH = {
                  "last_frame_age_s": None}],
     "pipelines": {"detect": {"batches": 60, "frames": 116, "errors": 0, "mean_batch_size": 1.93,
                              "mean_batch_ms": 21.4}},
-    "publisher": {"sent": 50, "dropped": 0, "outbox_errors": 0},
+    "publisher": {"sent": 50, "dropped": 0, "hwm_overflows": 3, "outbox_errors": 0, "sequence": 1051,
+                  "subscribers": 2, "outbox_messages": None},
 }
 
 
@@ -31,6 +37,7 @@ def test_camera_counters_rendered():
     text = render_metrics(HEALTH)
     assert 'edge_camera_frames_decoded_total{camera="gate-1"} 120' in text
     assert 'edge_camera_reconnects_total{camera="gate-2"} 5' in text
+    assert 'edge_camera_decode_errors_total{camera="gate-1"} 4' in text
     assert "# TYPE edge_camera_frames_decoded_total counter" in text
 
 
@@ -46,6 +53,74 @@ def test_pipeline_and_publisher_rendered():
     assert 'edge_pipeline_mean_batch_ms{pipeline="detect"} 21.4' in text
     assert "edge_publisher_sent_total 50" in text
     assert "edge_uptime_seconds 12.5" in text
+
+
+def test_publisher_gauges_rendered():
+    text = render_metrics(HEALTH)
+    assert "edge_publisher_hwm_overflows_total 3" in text
+    assert "# TYPE edge_publisher_sequence gauge" in text
+    assert "edge_publisher_sequence 1051" in text
+    assert "edge_publisher_subscribers 2" in text
+    # A publisher without an outbox has no depth to report.
+    assert "edge_publisher_outbox_messages " not in text
+
+
+@pytest.mark.parametrize("seconds, first_bucket", [
+    (0.0005, "0.001"), (0.001, "0.001"), (0.0011, "0.002"), (0.05, "0.05"), (1.5, "2"), (2.0, "2"), (7.0, "+Inf"),
+])
+def test_latency_bucket_bounds(seconds, first_bucket):
+    """A value lands in the first bucket whose bound is at least the value, and in every later one."""
+    stats = InferenceStats()
+    stats.record("model-a", seconds, 1)
+    families = {f.name: f for f in text_string_to_metric_families("\n".join(stats.render()) + "\n")}
+    buckets = {s.labels["le"]: s.value for s in families["edge_inference_seconds"].samples
+               if s.name.endswith("_bucket")}
+    bounds = list(buckets)
+    assert buckets[first_bucket] == 1
+    assert all(buckets[bound] == 0 for bound in bounds[:bounds.index(first_bucket)])
+    assert all(buckets[bound] == 1 for bound in bounds[bounds.index(first_bucket):])
+
+
+def test_histograms_per_model_parse():
+    stats = InferenceStats()
+    for batch_size in (1, 4, 4, 8):
+        stats.record("yolox_nano_416", 0.012, batch_size)
+    stats.record("plate-rec", 0.003, 3)
+    text = render_metrics(HEALTH, stats)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    batch = families["edge_inference_batch_size"]
+    assert batch.type == "histogram"
+    values = {(s.name, s.labels["model"], s.labels.get("le")): s.value for s in batch.samples}
+    assert values[("edge_inference_batch_size_bucket", "yolox_nano_416", "2")] == 1
+    assert values[("edge_inference_batch_size_bucket", "yolox_nano_416", "4")] == 3
+    assert values[("edge_inference_batch_size_count", "yolox_nano_416", None)] == 4
+    assert values[("edge_inference_batch_size_sum", "yolox_nano_416", None)] == 17
+    assert values[("edge_inference_batch_size_bucket", "plate-rec", "4")] == 1
+    latency = {(s.name, s.labels["model"]): s.value for s in families["edge_inference_seconds"].samples
+               if not s.name.endswith("_bucket")}
+    assert latency[("edge_inference_seconds_sum", "yolox_nano_416")] == pytest.approx(0.048)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_frame_rate_since_previous_scrape():
+    clock = FakeClock()
+    meter = FrameRateMeter(clock)
+    health = {"uptime_s": 10.0, "cameras": [{"camera_id": "gate-1", "frames_decoded": 50}]}
+    assert meter.update(health) == {"gate-1": 5.0}
+    clock.now += 0.5
+    health["cameras"][0]["frames_decoded"] = 60
+    # Half a second is too short a window, so the previous rate stays.
+    assert meter.update(health) == {"gate-1": 5.0}
+    clock.now += 1.5
+    health["cameras"][0]["frames_decoded"] = 80
+    assert meter.update(health) == {"gate-1": 15.0}
 
 
 def fetch(url: str) -> str | None:

@@ -129,6 +129,8 @@ class Outbox(OutboxReader):
         # FULL syncs each commit, so a stored message survives a power cut as well as a crash.
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
+        # Kept up to date by write and apply_retention, so the metrics endpoint reads it without a query.
+        self.stored_messages: int = connection.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
         self.apply_retention()
 
     def reserved_sequence(self) -> int:
@@ -155,6 +157,7 @@ class Outbox(OutboxReader):
             "VALUES (?, ?, ?, ?, ?, ?)",
             (sequence, topic, header, encoded, len(header) + len(encoded), self._clock()),
         )
+        self.stored_messages += 1
         self._writes_since_retention += 1
         if self._writes_since_retention >= RETENTION_INTERVAL_WRITES:
             self.apply_retention()
@@ -173,6 +176,7 @@ class Outbox(OutboxReader):
         ).fetchone()
         if row[0] is not None:
             deleted += connection.execute("DELETE FROM messages WHERE sequence <= ?", (row[0],)).rowcount
+        self.stored_messages -= deleted
         if deleted:
             log.info("outbox %s: deleted %d message(s) older than %g s or beyond %d bytes", self.path, deleted,
                      self.max_age_s, self.max_bytes)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import zmq
 
+from edge.bus.heartbeat import Heartbeat
 from edge.bus.outbox import OutboxReader
 from edge.bus.schema import decode_header
 from edge.bus.subscriber import FeedMessage, open_subscriber, receive_message
@@ -84,9 +85,11 @@ def _sequence_field(request: dict, name: str) -> int:
 class ReplayServer:
     """Serves replay requests on `endpoint` from the outbox at `outbox_path`, one request at a time."""
 
-    def __init__(self, endpoint: str, outbox_path: Path | str, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, outbox_path: Path | str, context: zmq.Context | None = None,
+                 heartbeat: Heartbeat | None = None):
         self.endpoint = endpoint
         self.outbox_path = Path(outbox_path)
+        self.heartbeat = heartbeat or Heartbeat()
         self._context = context or zmq.Context.instance()
         self._stop = threading.Event()
         self._bound = threading.Event()
@@ -112,6 +115,7 @@ class ReplayServer:
         # and SNDTIMEO bounds how long a stalled client can hold up the other clients.
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
+        self.heartbeat.apply(socket)
         try:
             socket.bind(self.endpoint)
         except zmq.ZMQError as error:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from edge.metrics import INFERENCE_STATS
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +27,28 @@ class SessionError(Exception):
     """An inference session could not be created."""
 
 
+class TimedSession:
+    """An InferenceSession whose run() calls are recorded in the per-model histograms of the metrics endpoint."""
+
+    def __init__(self, session: ort.InferenceSession, model_name: str):
+        self._session = session
+        self.model_name = model_name
+
+    def run(self, output_names, input_feed: dict[str, np.ndarray], run_options=None) -> list:
+        started = time.perf_counter()
+        outputs = self._session.run(output_names, input_feed, run_options)
+        first_input = next(iter(input_feed.values()), None)
+        batch_size = first_input.shape[0] if first_input is not None and first_input.ndim else 1
+        INFERENCE_STATS.record(self.model_name, time.perf_counter() - started, batch_size)
+        return outputs
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+
 @dataclass
 class LoadedModel:
-    session: ort.InferenceSession
+    session: TimedSession
     provider: str
     dynamic_batch: bool  # False when the graph only accepts batch size 1
 
@@ -77,7 +99,8 @@ def load_model(path: Path, requested_providers: list[str], intra_op_threads: int
     try:
         model = onnx.load(str(path))
     except Exception as error:  # noqa: BLE001 - onnx raises DecodeError, OSError and others.
-        raise SessionError(f"{path} is not a readable ONNX model: {error}") from error
+        raise SessionError(f"{path} is not a readable ONNX model: {error}; replace it with the ONNX file of "
+                           "its models/manifest.toml entry (`edge models fetch NAME`)") from error
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
@@ -98,4 +121,4 @@ def load_model(path: Path, requested_providers: list[str], intra_op_threads: int
     skipped = requested_providers[:used_index]
     log.info("%s: using %s (requested %s; unavailable: %s)", path.name, used, ", ".join(requested_providers),
              ", ".join(skipped) or "none")
-    return LoadedModel(session=session, provider=used, dynamic_batch=dynamic)
+    return LoadedModel(session=TimedSession(session, path.stem), provider=used, dynamic_batch=dynamic)

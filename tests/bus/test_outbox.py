@@ -242,8 +242,10 @@ def test_full_disk_keeps_publishing(tmp_path):
     assert report["received"] == [0, 1, 2, 3, 4, "after"]
     assert report["errors_full"] == 5
     assert report["errors_total"] == 5
-    # One log line for the five failures, because repeats within a minute are only counted.
-    assert result.stderr.count("cannot store hit.plate") == 1, result.stderr
+    # The first failure is logged at once; the four after it, within the same minute, only at the stop.
+    assert result.stderr.count("could not be stored") == 2, result.stderr
+    assert "1 message(s) could not be stored (last: hit.plate" in result.stderr
+    assert "4 more message(s) could not be stored before the stop" in result.stderr
 
     outbox = open_outbox(tmp_path)
     assert outbox.last_sequence() == report["last"]
