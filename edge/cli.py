@@ -1,4 +1,4 @@
-"""Command-line entry point: `edge run`, `edge check-config`, `edge subscribe`, `edge models ...`."""
+"""Command-line entry point: `edge run`, `edge check-config`, `edge subscribe`, `edge models ...`, `edge web`."""
 
 from __future__ import annotations
 
@@ -195,8 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.plates.bench import add_bench_parser
     from edge.watchlist.cli import add_watchlist_parser
 
+    from edge.web.cli import add_web_parser
+
     add_watchlist_parser(commands)
-    add_bench_parser(commands)
+    from edge.ingest.bench import add_bench_decode_parser
+
+    add_bench_decode_parser(add_bench_parser(commands))
+    add_web_parser(commands)
     return parser
 
 

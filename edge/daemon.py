@@ -33,6 +33,7 @@ from edge.runtime.plate_runner import PlateStageRunner
 from edge.runtime.scheduler import BatchScheduler
 from edge.watchlist.plates import PlateWatchlistReloader
 from edge.watchlist.faces import FaceGalleryReloader, FaceWatchlist
+from edge.watchlist.remote import WatchlistPuller, read_token_file
 from edge.watchlist.store import WatchlistStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Daemon:
     def __post_init__(self) -> None:
         site = self.plan.site
         self.publisher = Publisher(site.publisher.endpoint, site.box_id, site.publisher.queue_size,
-                                   outbox=self._outbox_settings())
+                                   outbox=self._outbox_settings(), send_hwm=site.publisher.send_hwm)
         self.schedulers: dict[str, BatchScheduler] = {}
         self.detectors: dict[str, Detector] = {}
         self.runners: dict[str, PipelineRunner] = {}
@@ -88,6 +89,7 @@ class Daemon:
         self.watchlist: PlateWatchlistReloader | None = None
         self.face_galleries: list[FaceGalleryReloader] = []
         self.face_events: list[FaceEventBuilder] = []
+        self.watchlist_puller: WatchlistPuller | None = None
         self.metrics: MetricsServer | None = None
         self.started_monotonic = time.monotonic()
 
@@ -117,6 +119,22 @@ class Daemon:
             store_path = (self.plan.site_path.parent / site.watchlist_db) if site.watchlist_db else None
             self.watchlist_store = WatchlistStore(store_path)
         return self.watchlist_store
+
+    def _start_watchlist_puller(self) -> None:
+        source = self.plan.site.watchlist_source
+        if source is None:
+            return
+        token = read_token_file(self.plan.site_path.parent / source.token_file)
+        model_ids = sorted({gallery.model_id for gallery in self.face_galleries})
+        if len(model_ids) > 1:
+            # NOTE: the puller fetches one model's embeddings and replaces the face tables with them, so
+            # galleries of the other models become empty. Use one embedder in every face pipeline.
+            log.warning("face pipelines use %d embedders (%s); pulling embeddings of %s only",
+                        len(model_ids), ", ".join(model_ids), model_ids[0])
+        self.watchlist_puller = WatchlistPuller(source.url, token, self._open_watchlist_store(),
+                                                model_ids[0] if model_ids else None, source.interval_s,
+                                                source.timeout_s)
+        self.watchlist_puller.start()
 
     def _face_stage(self, pipeline: PipelinePlan, analyses: dict[str, CameraAnalysis]) -> FaceStageRunner:
         site = self.plan.site
@@ -183,8 +201,7 @@ class Daemon:
             "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
             "cameras": [runtime.counters() for runtime in self.cameras.values()],
             "pipelines": {name: s.counters.snapshot() for name, s in self.schedulers.items()},
-            "publisher": {"sent": self.publisher.sent, "dropped": self.publisher.dropped,
-                          "outbox_errors": self.publisher.outbox_errors},
+            "publisher": self.publisher.counters(),
         }
         if self.plate_events:
             body["plates"] = {
@@ -192,6 +209,8 @@ class Daemon:
                               for name, b in self.plate_events.items()},
                 "watchlist_version": self.watchlist.version if self.watchlist else None,
             }
+        if self.watchlist_puller is not None:
+            body["watchlist_source"] = self.watchlist_puller.status()
         if self.face_galleries:
             body["faces"] = {
                 "hits_published": sum(events.hits_published for events in self.face_events),
@@ -209,14 +228,22 @@ class Daemon:
                      pipeline.model_path, detector.provider, detector.max_batch,
                      ", ".join(pipeline.config.detect.classes))
             if pipeline.face_detector is not None:
+                persons = sum(len(gallery.current()) for gallery in self.face_galleries)
                 log.info("pipeline %s: faces with %s and %s, gallery of %d persons", name,
-                         pipeline.face_detector.entry.name, pipeline.face_embedder.entry.name,
-                         sum(len(gallery.current()) for gallery in self.face_galleries))
+                         pipeline.face_detector.entry.name, pipeline.face_embedder.entry.name, persons)
+                # A pulled watchlist fills the local store after the start, so it starts empty without fault.
+                if persons == 0 and self.plan.site.watchlist_source is None:
+                    log.warning("pipeline %s: the face gallery in %s is empty, so no hit.face will be sent; "
+                                "enrol persons with `edge watchlist faces add`", name, self.watchlist_store.path)
             if pipeline.plate_detector is not None:
+                entries = len(self.watchlist.current()) if self.watchlist else 0
                 log.info("pipeline %s: plates with %s and %s, watchlist %s (%d entries)", name,
                          pipeline.plate_detector.entry.name, pipeline.plate_recognizer.entry.name,
-                         self.watchlist_store.path if self.watchlist_store else "-",
-                         len(self.watchlist.current()) if self.watchlist else 0)
+                         self.watchlist_store.path if self.watchlist_store else "-", entries)
+                if entries == 0 and self.plan.site.watchlist_source is None:
+                    log.warning("pipeline %s: the plate watchlist in %s is empty, so plates are read but no "
+                                "hit.plate will be sent; add entries with `edge watchlist plates add` or "
+                                "`edge watchlist plates import FILE.csv`", name, self.watchlist_store.path)
         for runtime in self.cameras.values():
             camera = runtime.camera
             log.info("%s: '%s' from %s, pipeline %s, max %.1f fps%s", camera.id, camera.name,
@@ -235,6 +262,7 @@ class Daemon:
         installs signal handlers.
         """
         self._build()
+        self._start_watchlist_puller()
         self.started_monotonic = time.monotonic()
         self.publisher.start()
         metrics = self.plan.site.metrics
@@ -295,6 +323,8 @@ class Daemon:
         # Tracks still open may hold plate reads that were never published.
         for runner in self.runners.values():
             runner.end_all_tracks()
+        if self.watchlist_puller is not None:
+            self.watchlist_puller.close()
         self.publisher.publish(TOPIC_HEALTH, self.health_body())
         self.publisher.close()
         if self.metrics is not None:

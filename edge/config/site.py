@@ -41,6 +41,24 @@ class CameraConfig(StrictModel):
         le=60,
         description="Frames per second passed to inference; lower it to fit more cameras on one box.",
     )
+    decode: Literal["all", "keyframes"] = Field(
+        default="all",
+        description="'all' decodes every frame, and max_fps picks the frames passed to inference. 'keyframes' "
+        "makes FFmpeg skip every frame except key frames (skip_frame=nonkey), so the camera gives one frame "
+        "per GOP, such as one every 2 s at GOP 50 and 25 fps, for a fraction of the decoding CPU (measure it "
+        "with `edge bench decode`); max_fps still caps. Use it for cameras that need one look per GOP. A "
+        "camera that sends no key frames (periodic intra refresh) gives no frames in this mode.",
+    )
+    max_frame_width: int | None = Field(
+        default=None,
+        ge=64,
+        le=8192,
+        description="Scale frames wider than this many pixels down to it, keeping the aspect ratio, while "
+        "converting them to BGR, which costs less CPU than converting at full size (measure it with "
+        "`edge bench decode`). Boxes and frame_size in the feed are then in pixels of the scaled frame. Set it "
+        "near the detector's input width for detect-only cameras; cameras whose pipeline has a plate or face "
+        "stage need full-resolution crops and reject it. Unset: frames keep the camera's size.",
+    )
     enabled: bool = Field(default=True, description="A disabled camera is validated but not read.")
     realtime: bool = Field(
         default=True,
@@ -144,6 +162,16 @@ class PublisherConfig(StrictModel):
         le=100_000,
         description="Messages waiting to be sent; when full, new messages of any topic are dropped and counted.",
     )
+    send_hwm: int = Field(
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description="Messages ZeroMQ queues for each subscriber (ZMQ_SNDHWM). A subscriber that falls this far "
+        "behind misses the next messages until it has read about half of its queue, and health counts each "
+        "such overflow in publisher.hwm_overflows. The other subscribers still get those messages. Raising it "
+        "lets a subscriber catch up after a longer pause, but each subscriber can then take up to this many "
+        "messages of memory, snapshots included. Lowering it bounds that memory and starts dropping sooner.",
+    )
     send_snapshots: bool = Field(
         default=False, description="Attach a JPEG of the frame to each 'det' message (costs CPU and bandwidth)."
     )
@@ -191,6 +219,37 @@ class MetricsConfig(StrictModel):
     port: int = Field(default=9500, ge=1, le=65535, description="TCP port of the metrics endpoint.")
 
 
+class WatchlistSourceConfig(StrictModel):
+    """The web service from which this box pulls its watchlists into `watchlist_db`."""
+
+    url: str = Field(
+        min_length=1,
+        description="http:// or https:// address of the web service, such as https://watchlists.example:8080; "
+        "the daemon adds /api/v1/watchlists/... to it.",
+    )
+    token_file: str = Field(
+        min_length=1,
+        description="File that contains one token from the web service's api_tokens; a relative path is taken "
+        "from the folder of the config file. Make it readable by the daemon's user only.",
+    )
+    interval_s: float = Field(
+        default=10.0, ge=1, le=3600,
+        description="Seconds between polls; lower it to spread changes faster, at the cost of one small request "
+        "per poll when nothing changed.",
+    )
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="Maximum wait for one response.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        match = re.match(r"^(https?)://([^/?#]*)", url, flags=re.IGNORECASE)
+        if not match or not match.group(2):
+            raise ValueError("expected http://HOST[:PORT] or https://HOST[:PORT] of the web service")
+        if "@" in match.group(2):
+            raise ValueError("the URL must not contain credentials; put the API token in token_file")
+        return url
+
+
 class SiteConfig(StrictModel):
     """Everything one box needs to run: its cameras, inference runtime and feed."""
 
@@ -210,6 +269,11 @@ class SiteConfig(StrictModel):
         default=None,
         description="SQLite watchlist database that `edge watchlist` writes; when unset, "
         "$EDGE_DATA_DIR/watchlists.sqlite, else data/watchlists.sqlite in the working directory.",
+    )
+    watchlist_source: WatchlistSourceConfig | None = Field(
+        default=None,
+        description="Pull the watchlists from the web service into watchlist_db. Pulled lists replace what "
+        "`edge watchlist` wrote there; leave it unset to manage a stand-alone box's watchlists locally.",
     )
     cameras: list[CameraConfig] = Field(min_length=1, description="Cameras this box reads.")
     ingest: IngestConfig = IngestConfig()

@@ -7,23 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from edge.faces.analyzer import EnrolmentError, FaceAnalyzer
 from edge.faces.detector import FaceDetector, FaceDetectorError
 from edge.faces.embedder import FaceEmbedder, FaceEmbedderError
 from edge.faces.quality import QualityGate
 from edge.models.manifest import AssetError, load_manifest, model_dirs, resolve_file
+from edge.watchlist.enrol import MAX_PHOTO_BYTES, EnrolledFace, PhotoRejected, check_and_embed_photo
 from edge.watchlist.faces import FaceWatchlist
 from edge.watchlist.store import WatchlistStore
 
 DEFAULT_DETECTOR = "yunet_s_640"
 DEFAULT_EMBEDDER = "mobilefacenet_128d"
-# Enrolment photos larger than this are rejected before decoding; a passport-style photo is far smaller.
-MAX_PHOTO_BYTES = 20 * 1024 * 1024
-# Stored photos are re-encoded at this JPEG quality, so the database stores one format whatever was uploaded.
-STORED_JPEG_QUALITY = 95
 
 
 def add_face_commands(watchlist_commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -59,8 +53,9 @@ def _analyzer(args: argparse.Namespace) -> tuple[FaceAnalyzer, FaceEmbedder]:
     return FaceAnalyzer(detector, embedder, QualityGate()), embedder
 
 
-def _read_photo(path: Path) -> tuple[bytes, np.ndarray]:
+def _enrol_photo(path: Path, analyzer: FaceAnalyzer, embedder: FaceEmbedder) -> EnrolledFace:
     try:
+        # The size is checked before reading, so a huge file is never loaded into memory.
         size = path.stat().st_size
         if size > MAX_PHOTO_BYTES:
             raise EnrolmentError(f"{path}: {size / 1e6:.1f} MB is larger than the {MAX_PHOTO_BYTES / 1e6:.0f} MB "
@@ -68,20 +63,18 @@ def _read_photo(path: Path) -> tuple[bytes, np.ndarray]:
         data = path.read_bytes()
     except OSError as error:
         raise EnrolmentError(f"{path}: cannot read the file: {error.strerror}") from None
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None:
-        raise EnrolmentError(f"{path}: not a JPEG or PNG image")
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, STORED_JPEG_QUALITY])
-    return encoded.tobytes(), image
+    try:
+        return check_and_embed_photo(data, analyzer, embedder)
+    except PhotoRejected as error:
+        raise EnrolmentError(f"{path}: {error.detail}") from None
 
 
 def _add(args: argparse.Namespace, watchlist: FaceWatchlist) -> int:
     analyzer, embedder = _analyzer(args)
     photos = []
     for path in args.photos:
-        jpeg, image = _read_photo(path)
-        face = analyzer.enrol(image, str(path))
-        photos.append((jpeg, face.embedding))
+        enrolled = _enrol_photo(path, analyzer, embedder)
+        photos.append((enrolled.jpeg, enrolled.embedding))
     person = watchlist.add_person(args.name, args.list_name, args.reason, photos, embedder.model_id, args.actor)
     print(f"enrolled person {person.id}: {person.name} on list '{person.list_name}' from {person.photos} photo(s)")
     return 0
@@ -91,12 +84,18 @@ def _reembed(args: argparse.Namespace, watchlist: FaceWatchlist) -> int:
     analyzer, embedder = _analyzer(args)
     embeddings, failures = {}, 0
     for photo in watchlist.photos():
-        image = cv2.imdecode(np.frombuffer(photo.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
-        try:
-            embeddings[photo.id] = analyzer.enrol(image, f"photo {photo.id} of person {photo.person_id}").embedding
-        except EnrolmentError as error:
+        label = f"photo {photo.id} of person {photo.person_id}"
+        if not photo.jpeg:
+            # A daemon's copy pulled from the web service contains embeddings only, never the photos.
             failures += 1
-            print(f"skipped: {error}", file=sys.stderr)
+            print(f"skipped: {label}: the photo is not stored here; re-embed on the web service that owns the "
+                  "watchlist", file=sys.stderr)
+            continue
+        try:
+            embeddings[photo.id] = check_and_embed_photo(photo.jpeg, analyzer, embedder).embedding
+        except PhotoRejected as error:
+            failures += 1
+            print(f"skipped: {label}: {error.detail}", file=sys.stderr)
     watchlist.store_embeddings(embedder.model_id, embeddings, args.actor)
     print(f"embedded {len(embeddings)} photo(s) with {embedder.model_id}; {failures} skipped")
     return 1 if failures else 0

@@ -46,6 +46,28 @@ class EnrolledPhoto:
 
 
 @dataclass(frozen=True)
+class PhotoEmbedding:
+    """The embedding of one enrolment photo for one model, without the photo."""
+
+    photo_id: int
+    person_id: int
+    sha256: str  # of the stored JPEG
+    vector: np.ndarray  # (dimension,) float32
+
+
+@dataclass(frozen=True)
+class FaceExport:
+    """The persons and one model's embeddings, read in one transaction, for daemons that pull the watchlist."""
+
+    version: int
+    model_id: str
+    persons: list[FacePerson]
+    embeddings: list[PhotoEmbedding]
+    photos_without_embedding: int
+    model_ids: list[str]  # every model id with at least one stored embedding
+
+
+@dataclass(frozen=True)
 class FaceMatch:
     person: FacePerson
     similarity: float
@@ -176,6 +198,68 @@ class FaceWatchlist:
                 self._insert_embedding(connection, photo_id, model_id, embedding)
             self.store.append_audit(connection, actor, "face.reembed",
                                      {"model_id": model_id, "photos": len(embeddings)})
+
+    def export_embeddings(self, model_id: str) -> FaceExport:
+        """Return every person and the embeddings of `model_id`, with the store version they belong to."""
+        with self.store.transaction(write=False) as connection:
+            version = connection.execute("SELECT version FROM watchlist_version WHERE id = 1").fetchone()[0]
+            persons = self._persons(connection)
+            embeddings = self._embeddings(connection, model_id)
+            total_photos = connection.execute("SELECT COUNT(*) FROM face_photos").fetchone()[0]
+            model_ids = [row[0] for row in connection.execute(
+                "SELECT DISTINCT model_id FROM face_embeddings ORDER BY model_id")]
+        return FaceExport(version, model_id, persons, embeddings, total_photos - len(embeddings), model_ids)
+
+    @staticmethod
+    def _embeddings(connection, model_id: str) -> list[PhotoEmbedding]:
+        rows = connection.execute(
+            "SELECT f.id, f.person_id, f.sha256, e.dimension, e.vector FROM face_photos f JOIN face_embeddings e "
+            "ON e.photo_id = f.id AND e.model_id = ? ORDER BY f.id", (model_id,)
+        ).fetchall()
+        return [PhotoEmbedding(row[0], row[1], row[2], np.frombuffer(row[4], dtype=np.float32, count=row[3]))
+                for row in rows]
+
+    def replace_all(self, connection, persons: list[FacePerson], embeddings: list[PhotoEmbedding],
+                    model_id: str) -> bool:
+        """Replace every person, photo and embedding inside the caller's write transaction, keeping the ids.
+
+        The photos are stored empty, because a daemon's copy needs only the embeddings of its own model.
+        Return False and write nothing when the stored persons and embeddings already equal the new ones.
+        The caller appends the audit row.
+        """
+        def person_key(person: FacePerson) -> tuple:
+            return person.id, person.name, person.list_name, person.reason
+
+        def embedding_key(embedding: PhotoEmbedding) -> tuple:
+            return (embedding.photo_id, embedding.person_id, embedding.sha256,
+                    np.asarray(embedding.vector, dtype=np.float32).tobytes())
+
+        stored_photos = connection.execute("SELECT COUNT(*) FROM face_photos").fetchone()[0]
+        stored_persons = [person_key(person) for person in self._persons(connection)]
+        stored_embeddings = [embedding_key(embedding) for embedding in self._embeddings(connection, model_id)]
+        # Both lists are read ordered by their unique ids, so the sorted new keys line up with them.
+        unchanged = (
+            stored_persons == sorted(map(person_key, persons))
+            and stored_embeddings == sorted(map(embedding_key, embeddings))
+            and stored_photos == len(embeddings)
+        )
+        if unchanged:
+            return False
+        connection.execute("DELETE FROM face_embeddings")
+        connection.execute("DELETE FROM face_photos")
+        connection.execute("DELETE FROM face_persons")
+        connection.executemany(
+            "INSERT INTO face_persons (id, name, list_name, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
+            [(p.id, p.name, p.list_name, p.reason, p.created_at, p.created_by) for p in persons],
+        )
+        added_at = utc_now()
+        for embedding in embeddings:
+            connection.execute(
+                "INSERT INTO face_photos (id, person_id, photo, sha256, added_at) VALUES (?, ?, ?, ?, ?)",
+                (embedding.photo_id, embedding.person_id, b"", embedding.sha256, added_at),
+            )
+            self._insert_embedding(connection, embedding.photo_id, model_id, embedding.vector)
+        return True
 
     def load_gallery(self, model_id: str, threshold: float, margin: float = DEFAULT_MARGIN
                      ) -> tuple[int, FaceGallery, int]:

@@ -33,12 +33,29 @@ from edge.watchlist.plates import (
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "watchlists.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # Maximum wait in seconds for another process's write lock before a call fails.
 BUSY_TIMEOUT_S = 10.0
 MAX_TEXT_LENGTH = 200
-ACTIONS = ("plate.add", "plate.remove", "plate.import", "face.add", "face.remove", "face.reembed")
+ACTIONS = (
+    "plate.add", "plate.remove", "plate.import", "face.add", "face.remove", "face.reembed", "watchlist.sync"
+)
 CSV_COLUMNS = ("pattern", "reason", "list_name", "max_edits")
+
+_AUDIT_LOG_TABLE = f"""
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN {ACTIONS}),
+    detail TEXT NOT NULL
+);"""
+_AUDIT_LOG_TRIGGERS = """
+-- The audit log is append-only. This stops mistakes made through SQLite, not someone who edits the file.
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;"""
 
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
@@ -75,24 +92,28 @@ CREATE TABLE IF NOT EXISTS face_embeddings (
     vector BLOB NOT NULL,
     PRIMARY KEY (photo_id, model_id)
 );
-CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL CHECK (action IN {ACTIONS}),
-    detail TEXT NOT NULL
-);
--- The audit log is append-only. This stops mistakes made through SQLite, not someone who edits the file.
-CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
-BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+{_AUDIT_LOG_TABLE}
+{_AUDIT_LOG_TRIGGERS}
 CREATE TABLE IF NOT EXISTS watchlist_version (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO watchlist_version (id, version) VALUES (1, 0);
 PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+
+# Version 2 adds the action 'watchlist.sync'. SQLite cannot change a CHECK constraint in place, so the rows
+# move to a new audit table. Dropping the old table drops its triggers and fires none of them. Two processes
+# that migrate at once both end with the same rows, because the second one copies the first one's table.
+_MIGRATE_1_TO_2 = f"""
+BEGIN IMMEDIATE;
+ALTER TABLE audit_log RENAME TO audit_log_v1;
+{_AUDIT_LOG_TABLE}
+INSERT INTO audit_log (id, at, actor, action, detail) SELECT id, at, actor, action, detail FROM audit_log_v1;
+DROP TABLE audit_log_v1;
+{_AUDIT_LOG_TRIGGERS}
+PRAGMA user_version = 2;
 COMMIT;
 """
 
@@ -240,7 +261,7 @@ class WatchlistStore:
                 connection.execute("PRAGMA journal_mode=WAL")
             if schema_version < SCHEMA_VERSION:
                 try:
-                    connection.executescript(_SCHEMA)
+                    connection.executescript(_MIGRATE_1_TO_2 if schema_version == 1 else _SCHEMA)
                 except sqlite3.Error:
                     if connection.in_transaction:
                         connection.rollback()
@@ -311,6 +332,27 @@ class WatchlistStore:
             self.append_audit(connection, actor, "plate.remove", {"target": value, "removed": removed})
         log.debug("%d watchlist entries removed by %s: %s", len(rows), actor, value)
         return len(rows)
+
+    def replace_plate_entries(self, connection: sqlite3.Connection, entries: list[PlateEntry]) -> bool:
+        """Replace every plate entry with `entries`, keeping their ids, inside the caller's write transaction.
+
+        Return False and write nothing when the stored entries already have the same ids and values
+        (`created_at` and `created_by` aside). The caller validates the entries and appends the audit row,
+        so the change and its record commit together.
+        """
+        def comparable(entry: PlateEntry) -> tuple:
+            return entry.id, entry.pattern, entry.max_edits, entry.reason, entry.list_name
+
+        # _select_entries orders by id, and the ids are unique, so sorting the tuples orders them the same way.
+        if [comparable(entry) for entry in _select_entries(connection)] == sorted(map(comparable, entries)):
+            return False
+        connection.execute("DELETE FROM plate_entries")
+        connection.executemany(
+            "INSERT INTO plate_entries (id, pattern, max_edits, reason, list_name, created_at, created_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(e.id, e.pattern, e.max_edits, e.reason, e.list_name, e.created_at, e.created_by) for e in entries],
+        )
+        return True
 
     def list_plates(self) -> list[PlateEntry]:
         """Return every entry, oldest first."""
