@@ -7,12 +7,16 @@ PYTHON ?= python3
 VENV := .venv
 EDGE := $(VENV)/bin/edge
 SHARED_ASSETS := $(abspath ../shared/assets)
-DURATION ?= 60
-DEMO_CONFIG ?= config/demo.toml
+DURATION ?= 600
+DEMO_CONFIG ?= config/demo-hub.toml
+WEB_CONFIG ?= config/web-demo.toml
+DEMO_DIR := build/demo
+DEMO_PLATE ?= 皖K66666
 
 ifneq ($(wildcard $(SHARED_ASSETS)/models),)
 export EDGE_MODEL_DIR ?= $(SHARED_ASSETS)/models
 export EDGE_MEDIA_DIR ?= $(SHARED_ASSETS)/videos
+export EDGE_IMAGE_DIR ?= $(SHARED_ASSETS)/images
 endif
 
 .PHONY: run test venv subscribe clean
@@ -25,12 +29,20 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 venv: $(VENV)/.installed
 
-# Runs the demo for DURATION seconds and prints the 'det' feed (stdout) beside the daemon log (stderr).
+# Runs the demo for DURATION seconds: the web service on http://127.0.0.1:8080/ (its admin password is
+# printed at the first start), the daemon with two sample clips and a plate camera, and the hit feed on
+# stdout beside the logs on stderr. One plate of the clip is on the watchlist, so hits appear.
 run: venv
+	@$(VENV)/bin/python -m edge.demo $(DEMO_DIR)
+	@chmod 600 config/demo-api-token.txt
 	@$(EDGE) check-config $(DEMO_CONFIG)
-	@$(EDGE) subscribe --topic det & subscriber=$$!; \
+	@$(EDGE) watchlist plates list --db $(DEMO_DIR)/web-data/watchlists.sqlite | grep -q '$(DEMO_PLATE)' || \
+	$(EDGE) watchlist plates add '$(DEMO_PLATE)' --list demo --reason 'demo: the yellow plate in the gate clip' \
+	    --db $(DEMO_DIR)/web-data/watchlists.sqlite --actor demo
+	@$(EDGE) web --config $(WEB_CONFIG) & web=$$!; \
+	$(EDGE) subscribe --topic hit. & subscriber=$$!; \
 	$(EDGE) run --config $(DEMO_CONFIG) --duration $(DURATION); status=$$?; \
-	kill $$subscriber; exit $$status
+	kill $$subscriber $$web; wait $$web; exit $$status
 
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)

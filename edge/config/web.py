@@ -63,6 +63,16 @@ class WebConfig(StrictModel):
         description="Tokens with which daemons fetch watchlists (Authorization: Bearer TOKEN); at least 32 "
         "characters each. Empty disables the watchlist API.",
     )
+    secure_cookies: bool = Field(
+        default=False,
+        description="Mark the login cookie Secure, so browsers send it over HTTPS only; set true when a TLS "
+        "reverse proxy serves the page.",
+    )
+    bootstrap_admin: bool = Field(
+        default=False,
+        description="When no user exists yet, create user 'admin' with a random password and print the "
+        "password once on standard output. Meant for the demo; on a real site use `edge web adduser`.",
+    )
     session_ttl_s: float = Field(default=12 * 3600, gt=60, le=30 * 24 * 3600, description="Idle time after which a login expires.")
     face_enrol: FaceEnrolConfig = Field(default_factory=FaceEnrolConfig)
 

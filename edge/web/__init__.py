@@ -1,0 +1,1 @@
+"""Web service for investigators: feed intake, live hits, search, watchlists, login and audit."""

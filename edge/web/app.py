@@ -1,0 +1,135 @@
+"""The web service: app factory, background feed intake and retention, and `edge web`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import zmq
+from aiohttp import web
+
+from edge.config.web import WebConfig
+from edge.watchlist.store import WatchlistStore
+from edge.web.auth import DEFAULT_SCRYPT, ScryptParams
+from edge.web.intake import FeedIntake
+from edge.web.keys import CONFIG_KEY, HIT_STORE_KEY, INTAKE_KEY, LIVE_HUB_KEY, WATCHLIST_KEY
+from edge.web.live import LiveHub
+from edge.web.render import render_fragment, setup_rendering
+from edge.web.routes_auth import add_auth_routes
+from edge.web.routes_cameras import add_camera_routes
+from edge.web.routes_hits import add_hit_routes
+from edge.web.routes_watchlists import MAX_REQUEST_BYTES, add_watchlist_routes
+from edge.web.security import USER_STORE_KEY, error_response, setup_security
+from edge.web.store import HitStore
+from edge.web.watchlist_api import add_watchlist_api_routes
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+WATCHLIST_DATABASE = "watchlists.sqlite"
+BOOTSTRAP_ADMIN = "admin"
+MIB = 1024 * 1024
+
+
+def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | None = None,
+               scrypt_params: ScryptParams = DEFAULT_SCRYPT) -> web.Application:
+    """Build the app; the feed intake and retention start with the app and stop at its cleanup.
+
+    Tests pass cheaper `scrypt_params` so that logging in many times stays fast.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app[CONFIG_KEY] = config
+    setup_rendering(app, config.default_language, config.timezone)
+    setup_security(app, data_dir, config.session_ttl_s, config.secure_cookies, scrypt_params=scrypt_params)
+    # Outermost, because the CSRF check already reads the body and so meets an oversized upload first.
+    app.middlewares.insert(0, too_large_middleware)
+    app[HIT_STORE_KEY] = HitStore(data_dir)
+    app[WATCHLIST_KEY] = WatchlistStore(data_dir / WATCHLIST_DATABASE)
+    app[LIVE_HUB_KEY] = LiveHub(lambda hit, language: render_fragment(app, "_hit_row.html", language, hit=hit))
+
+    add_auth_routes(app)
+    add_hit_routes(app)
+    add_watchlist_routes(app)
+    add_camera_routes(app)
+    add_watchlist_api_routes(app, app[WATCHLIST_KEY], config.api_tokens)
+    app.router.add_static("/static", STATIC_DIR)
+
+    app.cleanup_ctx.append(lambda app: _feed_intake(app, zmq_context))
+    app.cleanup_ctx.append(_retention)
+    app.on_shutdown.append(lambda app: app[LIVE_HUB_KEY].close())
+    app.on_cleanup.append(lambda app: asyncio.to_thread(app[HIT_STORE_KEY].close))
+    return app
+
+
+@web.middleware
+async def too_large_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        response = error_response(request, 413, "error.too_large")
+        # The rest of the body is not read, so the connection cannot carry another request.
+        response.force_close()
+        return response
+
+
+async def _feed_intake(app: web.Application, zmq_context: zmq.Context | None) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    hub = app[LIVE_HUB_KEY]
+    intake = FeedIntake(app[CONFIG_KEY].feeds, app[HIT_STORE_KEY],
+                        on_stored=lambda hit: loop.call_soon_threadsafe(hub.publish, hit), context=zmq_context)
+    app[INTAKE_KEY] = intake
+    intake.start()
+    yield
+    await asyncio.to_thread(intake.close)
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    retention = app[CONFIG_KEY].retention
+    store = app[HIT_STORE_KEY]
+    stopping = asyncio.Event()
+
+    async def run_until_stopped() -> None:
+        while not stopping.is_set():
+            try:
+                await asyncio.to_thread(store.apply_retention, retention.days, retention.max_mb * MIB)
+            except Exception:  # noqa: BLE001 - one failed pass must not end retention for good
+                log.exception("retention pass failed; retrying in %.0f s", retention.check_interval_s)
+            try:
+                await asyncio.wait_for(stopping.wait(), retention.check_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    task = asyncio.create_task(run_until_stopped())
+    yield
+    # Waiting, instead of cancelling, lets a pass in progress finish before the store closes under it.
+    stopping.set()
+    await task
+
+
+def bootstrap_admin(app: web.Application) -> str | None:
+    """Create user 'admin' with a random password when no user exists; return the password, else None."""
+    users = app[USER_STORE_KEY]
+    if users.list_users():
+        return None
+    password = secrets.token_urlsafe(12)
+    users.add_user(BOOTSTRAP_ADMIN, password, "admin", actor="bootstrap")
+    return password
+
+
+def run_web(config: WebConfig, data_dir: Path) -> int:
+    app = create_app(config, data_dir)
+    if config.bootstrap_admin:
+        password = bootstrap_admin(app)
+        if password is not None:
+            # Printed once, on standard output only: the log may be kept or shipped elsewhere.
+            print(f"Created user '{BOOTSTRAP_ADMIN}' with password: {password}", flush=True)
+            print("Change it on the Users page after logging in; it is not shown again.", flush=True)
+    log.info("web service listening on http://%s:%d/ with %d feed(s), data in %s",
+             config.listen_host, config.listen_port, len(config.feeds), data_dir)
+    web.run_app(app, host=config.listen_host, port=config.listen_port, print=None,
+                access_log=None, shutdown_timeout=5.0)
+    return 0

@@ -1,0 +1,83 @@
+"""Server-side page rendering: Jinja2 templates with the request's translator, user and CSRF token."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from edge.config.web import LANGUAGES
+from edge.web.auth import USER_KEY, SESSION_KEY
+from edge.web.i18n import LANGUAGE_COOKIE, Catalogues, Translator
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+TEMPLATES_KEY = web.AppKey("templates", jinja2.Environment)
+CATALOGUES_KEY = web.AppKey("catalogues", Catalogues)
+DEFAULT_LANGUAGE_KEY = web.AppKey("default_language", str)
+TIMEZONE_KEY = web.AppKey("timezone", ZoneInfo)
+
+
+def setup_rendering(app: web.Application, default_language: str, timezone_name: str) -> None:
+    app[TEMPLATES_KEY] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    app[CATALOGUES_KEY] = Catalogues.load()
+    app[DEFAULT_LANGUAGE_KEY] = default_language
+    app[TIMEZONE_KEY] = ZoneInfo(timezone_name)
+
+
+def request_language(request: web.Request) -> str:
+    language = request.cookies.get(LANGUAGE_COOKIE)
+    return language if language in LANGUAGES else request.app[DEFAULT_LANGUAGE_KEY]
+
+
+def translator(request: web.Request) -> Translator:
+    return request.app[CATALOGUES_KEY].translator(request_language(request))
+
+
+def format_local_time(value: str | float | None, zone: ZoneInfo) -> str:
+    """Format a UTC ISO 8601 string or epoch seconds in `zone`, as 2026-12-04 21:38:13."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, (int, float)):
+        moment = datetime.fromtimestamp(value, tz=timezone.utc)
+    else:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def local_time(request: web.Request, value: str | float | None) -> str:
+    return format_local_time(value, request.app[TIMEZONE_KEY])
+
+
+def render_fragment(app: web.Application, template_name: str, language: str, **context: object) -> str:
+    """Render a page fragment outside a request, such as a live hit row sent over WebSocket."""
+    zone = app[TIMEZONE_KEY]
+    return app[TEMPLATES_KEY].get_template(template_name).render(
+        t=app[CATALOGUES_KEY].translator(language),
+        local_time=lambda value: format_local_time(value, zone),
+        **context,
+    )
+
+
+def render(request: web.Request, template_name: str, status: int = 200, **context: object) -> web.Response:
+    """Render a template with `t` (translator), `user`, `csrf_token`, `language` and `local_time` available."""
+    template = request.app[TEMPLATES_KEY].get_template(template_name)
+    session = request.get(SESSION_KEY)
+    html = template.render(
+        t=translator(request),
+        language=request_language(request),
+        languages=LANGUAGES,
+        user=request.get(USER_KEY),
+        csrf_token=session.csrf_token if session is not None else "",
+        local_time=lambda value: local_time(request, value),
+        path=request.path,
+        **context,
+    )
+    return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)

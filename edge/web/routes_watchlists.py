@@ -1,0 +1,193 @@
+"""Admin pages for the plate and face watchlists that the web service owns and daemons pull."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from edge.faces.analyzer import FaceAnalyzer
+from edge.faces.detector import FaceDetector
+from edge.faces.embedder import FaceEmbedder
+from edge.faces.quality import QualityGate
+from edge.models.manifest import load_manifest, model_dirs, resolve_file
+from edge.watchlist.enrol import MAX_PHOTO_BYTES, PhotoRejected, check_and_embed_photo
+from edge.watchlist.faces import FaceWatchlist
+from edge.watchlist.plates import WatchlistError
+from edge.web.audit import audit_request
+from edge.web.auth import USER_KEY
+from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
+from edge.web.render import render, translator
+from edge.web.security import require_role
+
+log = logging.getLogger(__name__)
+
+# The form around a photo adds a few fields; anything beyond this is rejected by aiohttp before it is read.
+MAX_REQUEST_BYTES = MAX_PHOTO_BYTES + 64 * 1024
+
+
+def _actor(request: web.Request) -> str:
+    # The watchlist database keeps its own audit rows; the prefix tells them from CLI changes.
+    return f"web:{request[USER_KEY].name}"
+
+
+# Plates
+
+async def _plates_page(request: web.Request, status: int = 200, **messages: object) -> web.Response:
+    store = request.app[WATCHLIST_KEY]
+    entries = await asyncio.to_thread(store.list_plates)
+    context = {"message": None, "error": None, "error_detail": None, "rejected": [], "form": {}}
+    context.update(messages)
+    return render(request, "watchlist_plates.html", status=status, entries=entries, **context)
+
+
+@require_role("admin")
+async def plates_page(request: web.Request) -> web.Response:
+    return await _plates_page(request)
+
+
+@require_role("admin")
+async def add_plate(request: web.Request) -> web.Response:
+    t = translator(request)
+    form = dict(await request.post())
+    pattern = str(form.get("pattern", ""))
+    list_name = str(form.get("list_name", ""))
+    reason = str(form.get("reason", ""))
+    try:
+        max_edits = int(str(form.get("max_edits", "0")))
+    except ValueError:
+        return await _plates_page(request, 400, error=t("watchlist.invalid_max_edits"), form=form)
+    try:
+        entry = await asyncio.to_thread(request.app[WATCHLIST_KEY].add_plate, pattern, reason, list_name,
+                                        max_edits, _actor(request))
+    except WatchlistError as error:
+        return await _plates_page(request, 400, error=t("watchlist.invalid_entry"), error_detail=str(error),
+                                  form=form)
+    audit_request(request, "watchlist_plate_add", entry_id=entry.id, pattern=entry.pattern,
+                  list_name=entry.list_name, reason=entry.reason, max_edits=entry.max_edits)
+    return await _plates_page(request, message=t("watchlist.plate_added", pattern=entry.pattern))
+
+
+@require_role("admin")
+async def remove_plate(request: web.Request) -> web.Response:
+    entry_id = int(request.match_info["entry_id"])
+    removed = await asyncio.to_thread(request.app[WATCHLIST_KEY].remove_plate, entry_id, _actor(request))
+    if removed:
+        audit_request(request, "watchlist_plate_remove", entry_id=entry_id)
+    raise web.HTTPSeeOther("/watchlists/plates")
+
+
+@require_role("admin")
+async def import_plates(request: web.Request) -> web.Response:
+    t = translator(request)
+    # A body over MAX_REQUEST_BYTES never gets here: the app's too_large_middleware answers it.
+    form = dict(await request.post())
+    upload = form.get("file")
+    if not isinstance(upload, web.FileField):
+        return await _plates_page(request, 400, error=t("watchlist.no_file"))
+    data = upload.file.read()
+    # The store imports from a path, so the upload goes through a private temporary file.
+    with tempfile.TemporaryDirectory(prefix="edge-import-") as folder:
+        path = Path(folder) / "upload.csv"
+        path.write_bytes(data)
+        try:
+            report = await asyncio.to_thread(request.app[WATCHLIST_KEY].import_plates_csv, path, _actor(request))
+        except WatchlistError as error:
+            return await _plates_page(request, 400, error=t("watchlist.import_failed"), error_detail=str(error))
+    audit_request(request, "watchlist_plate_import", file_name=upload.filename, sha256=report.sha256,
+                  loaded=len(report.loaded), rejected=len(report.rejected))
+    message = t("watchlist.imported", loaded=len(report.loaded), rejected=len(report.rejected))
+    return await _plates_page(request, message=message, rejected=report.rejected)
+
+
+# Faces
+
+class FaceEnroller:
+    """The face models that check uploaded photos, loaded on the first upload and then kept."""
+
+    def __init__(self, detector_name: str, embedder_name: str):
+        self.detector_name = detector_name
+        self.embedder_name = embedder_name
+        self._models: tuple[FaceAnalyzer, FaceEmbedder] | None = None
+
+    def models(self) -> tuple[FaceAnalyzer, FaceEmbedder]:
+        if self._models is None:
+            manifest = load_manifest()
+            detector_entry = manifest.model(self.detector_name)
+            embedder_entry = manifest.model(self.embedder_name)
+            detector = FaceDetector(detector_entry, resolve_file(detector_entry, model_dirs()), ["cpu"])
+            embedder = FaceEmbedder(embedder_entry, resolve_file(embedder_entry, model_dirs()), ["cpu"])
+            self._models = FaceAnalyzer(detector, embedder, QualityGate()), embedder
+        return self._models
+
+    def enrol(self, watchlist: FaceWatchlist, name: str, list_name: str, reason: str, photo: bytes, actor: str):
+        analyzer, embedder = self.models()
+        face = check_and_embed_photo(photo, analyzer, embedder)
+        return watchlist.add_person(name, list_name, reason, [(face.jpeg, face.embedding)], face.model_id, actor)
+
+
+ENROLLER_KEY = web.AppKey("face_enroller", FaceEnroller)
+
+
+async def _faces_page(request: web.Request, status: int = 200, **messages: object) -> web.Response:
+    watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
+    persons = await asyncio.to_thread(watchlist.list_persons)
+    context = {"message": None, "error": None, "error_detail": None, "form": {}}
+    context.update(messages)
+    return render(request, "watchlist_faces.html", status=status, persons=persons,
+                  max_photo_mb=MAX_PHOTO_BYTES >> 20, **context)
+
+
+@require_role("admin")
+async def faces_page(request: web.Request) -> web.Response:
+    return await _faces_page(request)
+
+
+@require_role("admin")
+async def add_face(request: web.Request) -> web.Response:
+    t = translator(request)
+    form = dict(await request.post())
+    upload = form.get("photo")
+    if not isinstance(upload, web.FileField):
+        return await _faces_page(request, 400, error=t("watchlist.no_file"), form=form)
+    photo = upload.file.read()
+    watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
+    try:
+        person = await asyncio.to_thread(
+            request.app[ENROLLER_KEY].enrol, watchlist, str(form.get("name", "")), str(form.get("list_name", "")),
+            str(form.get("reason", "")), photo, _actor(request))
+    except PhotoRejected as rejected:
+        log.info("face photo %r rejected: %s", upload.filename, rejected.detail)
+        return await _faces_page(request, 400, error=t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20),
+                                 error_detail=rejected.detail, form=form)
+    except WatchlistError as error:
+        return await _faces_page(request, 400, error=t("watchlist.invalid_entry"), error_detail=str(error),
+                                 form=form)
+    audit_request(request, "watchlist_face_add", person_id=person.id, name=person.name,
+                  list_name=person.list_name, reason=person.reason, file_name=upload.filename)
+    return await _faces_page(request, message=t("watchlist.face_added", name=person.name))
+
+
+@require_role("admin")
+async def remove_face(request: web.Request) -> web.Response:
+    person_id = int(request.match_info["person_id"])
+    watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
+    removed = await asyncio.to_thread(watchlist.remove_person, person_id, _actor(request))
+    if removed:
+        audit_request(request, "watchlist_face_remove", person_id=person_id)
+    raise web.HTTPSeeOther("/watchlists/faces")
+
+
+def add_watchlist_routes(app: web.Application) -> None:
+    config = app[CONFIG_KEY]
+    app[ENROLLER_KEY] = FaceEnroller(config.face_enrol.detector, config.face_enrol.embedder)
+    app.router.add_get("/watchlists/plates", plates_page)
+    app.router.add_post("/watchlists/plates", add_plate)
+    app.router.add_post("/watchlists/plates/import", import_plates)
+    app.router.add_post(r"/watchlists/plates/{entry_id:\d+}/remove", remove_plate)
+    app.router.add_get("/watchlists/faces", faces_page)
+    app.router.add_post("/watchlists/faces", add_face)
+    app.router.add_post(r"/watchlists/faces/{person_id:\d+}/remove", remove_face)

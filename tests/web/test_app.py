@@ -1,0 +1,329 @@
+"""The assembled web app: every page and route against every role, search, export, acknowledge, images."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.bus.subscriber import FeedMessage
+from edge.config.web import WebConfig
+from edge.web.app import create_app
+from edge.web.audit import AUDIT_LOG_KEY
+from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY
+from edge.web.security import USER_STORE_KEY
+from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
+
+
+def jpeg(width: int = 320, height: int = 240, value: int = 90) -> bytes:
+    image = np.full((height, width, 3), value, np.uint8)
+    ok, encoded = cv2.imencode(".jpg", image)
+    assert ok
+    return encoded.tobytes()
+
+
+def plate_message(sequence: int, text: str = "皖K66666", topic: str = "hit.plate", camera_id: str = "gate-north",
+                  frame_time: str = "2026-12-04T02:00:00.000Z", list_name: str = "stolen-vehicles") -> FeedMessage:
+    header = {
+        "schema": 1, "publisher_id": "hub-07", "sequence": sequence, "sent_at": frame_time,
+        "camera_id": camera_id, "track_id": sequence, "frame_time": frame_time,
+        "plate": {"text": text, "type": "standard", "colour": "yellow", "confidence": 0.99, "reads": 3,
+                  "double_row": False, "corners_xy": [[100, 150], [180, 150], [180, 175], [100, 175]]},
+        "vehicle": {"class": "car", "box_xyxy": [40.0, 60.0, 260.0, 220.0]},
+    }
+    if topic == "hit.plate":
+        header["watchlist"] = {"entry_id": 1, "pattern": text, "list_name": list_name, "reason": "case 2026-118",
+                               "max_edits": 0, "distance": 0}
+    return FeedMessage(topic, header, [jpeg(), jpeg(80, 30, 200)])
+
+
+@pytest.fixture
+def web_config() -> WebConfig:
+    return WebConfig(feeds=[], retention={"check_interval_s": 3600})
+
+
+@pytest.fixture
+async def app_and_client(aiohttp_client, tmp_path, web_config):
+    app = create_app(web_config, tmp_path / "web", scrypt_params=FAST_SCRYPT)
+    for role, password in PASSWORDS.items():
+        app[USER_STORE_KEY].add_user(role, password, role, actor="test-setup")
+    store = app[HIT_STORE_KEY]
+    store.add(plate_message(1))
+    store.add(plate_message(2, text="苏B12345", topic="plate", frame_time="2026-12-04T03:00:00.000Z"))
+    store.add(plate_message(3, text="苏BD73215", topic="plate", camera_id="gate-south",
+                            frame_time="2026-12-04T04:00:00.000Z"))
+    client = await aiohttp_client(app)
+    return app, client
+
+
+async def client_as(aiohttp_client, tmp_path, web_config, role: str | None):
+    app = create_app(web_config, tmp_path / "web", scrypt_params=FAST_SCRYPT)
+    for name, password in PASSWORDS.items():
+        app[USER_STORE_KEY].add_user(name, password, name, actor="test-setup")
+    app[HIT_STORE_KEY].add(plate_message(1))
+    client = await aiohttp_client(app)
+    if role is not None:
+        response = await log_in(client, role)
+        assert response.status == 303 or response.status == 302, await response.text()
+    return app, client
+
+
+# (method, path, lowest role allowed). POST routes get a valid CSRF token, so only the role decides.
+ROUTES = [
+    ("GET", "/", "viewer"),
+    ("GET", "/live/rows", "viewer"),
+    ("GET", "/search?plate=皖K66666", "viewer"),
+    ("GET", "/search.csv?plate=皖K66666", "investigator"),
+    ("GET", "/hits/1", "viewer"),
+    ("GET", "/hits/1/snapshot.jpg", "viewer"),
+    ("GET", "/hits/1/crop.jpg", "viewer"),
+    ("GET", "/hits/1/annotated.jpg", "viewer"),
+    ("POST", "/hits/1/ack", "investigator"),
+    ("GET", "/cameras", "viewer"),
+    ("GET", "/watchlists/plates", "admin"),
+    ("POST", "/watchlists/plates", "admin"),
+    ("GET", "/watchlists/faces", "admin"),
+    ("GET", "/users", "admin"),
+    ("GET", "/audit", "admin"),
+]
+RANK = {"viewer": 0, "investigator": 1, "admin": 2}
+
+
+@pytest.mark.parametrize("role", ["viewer", "investigator", "admin"])
+async def test_route_table_by_role(aiohttp_client, tmp_path, web_config, role):
+    _app, client = await client_as(aiohttp_client, tmp_path, web_config, role)
+    token = await page_csrf_token(client)
+    for method, path, lowest in ROUTES:
+        if method == "GET":
+            response = await client.get(path, allow_redirects=False)
+        else:
+            form = {"csrf_token": token, "note": "checked", "pattern": "京A12345", "list_name": "l",
+                    "reason": "r", "max_edits": "0"}
+            response = await client.post(path, data=form, allow_redirects=False)
+        allowed = RANK[role] >= RANK[lowest]
+        if allowed:
+            assert response.status in (200, 303), f"{role} {method} {path}: {response.status}"
+        else:
+            assert response.status == 403, f"{role} {method} {path}: {response.status}, expected 403"
+
+
+async def test_anonymous_redirected_everywhere(aiohttp_client, tmp_path, web_config):
+    _app, client = await client_as(aiohttp_client, tmp_path, web_config, None)
+    for method, path, _lowest in ROUTES:
+        response = await client.request(method, path, allow_redirects=False)
+        assert response.status in (302, 401, 403), f"anonymous {method} {path}: {response.status}"
+        if method == "GET":
+            assert response.status == 302
+            assert response.headers["Location"].startswith("/login?next=")
+
+
+async def test_health_probe_is_public(aiohttp_client, tmp_path, web_config):
+    _app, client = await client_as(aiohttp_client, tmp_path, web_config, None)
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("query, expected", [
+    ({"plate": "皖K66666"}, ["皖K66666"]),
+    ({"plate": "苏B", "mode": "prefix", "type": "plate"}, ["苏BD73215", "苏B12345"]),
+    ({"plate": "苏B*5", "mode": "wildcard", "type": "plate"}, ["苏BD73215", "苏B12345"]),
+    ({"plate": "苏 B·12345", "type": "plate"}, ["苏B12345"]),
+    ({"camera": "gate-south", "type": "plate"}, ["苏BD73215"]),
+    ({"type": "hits"}, ["皖K66666"]),
+    # The site's time zone is Asia/Shanghai, 8 hours ahead of the UTC frame times.
+    ({"since": "2026-12-04T10:30", "until": "2026-12-04T11:30", "type": "plate"}, ["苏B12345"]),
+])
+async def test_search_results(app_and_client, query, expected):
+    app, client = app_and_client
+    await log_in(client, "viewer")
+    response = await client.get("/search", params=query)
+    assert response.status == 200
+    text = await response.text()
+    shown = re.findall(r'<span class="plate plate-yellow">([^<]+)</span>', text)
+    assert shown == expected
+    records = app[AUDIT_LOG_KEY].query(1, 50, action="search").records
+    assert records and records[0].detail["query"] == query
+
+
+async def test_search_rejects_bad_time(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "viewer")
+    response = await client.get("/search", params={"since": "yesterday"})
+    assert response.status == 400
+    assert "yesterday" in await response.text()
+
+
+async def test_search_pages(aiohttp_client, tmp_path, web_config):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, "viewer")
+    for sequence in range(2, 62):
+        app[HIT_STORE_KEY].add(plate_message(sequence, text=f"京A{sequence:05d}", topic="plate"))
+    response = await client.get("/search", params={"plate": "京A", "mode": "prefix", "type": "plate"})
+    text = await response.text()
+    assert "共 60 条，第 1 / 2 页" in text
+    next_link = re.search(r'id="next-page" href="([^"]+)"|href="([^"]+)" id="next-page"', text)
+    assert next_link
+    second = await client.get(next_link.group(1) or next_link.group(2).replace("&amp;", "&"))
+    assert "第 2 / 2 页" in await second.text()
+
+
+async def test_csv_export(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "investigator")
+    response = await client.get("/search.csv", params={"plate": "苏B", "mode": "prefix", "type": "plate"})
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    body = (await response.read()).decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(body)))
+    assert rows[0][:3] == ["编号", "类型", "摄像机"]
+    assert [row[4] for row in rows[1:]] == ["苏BD73215", "苏B12345"]
+    # Frame time 04:00 UTC is shown as 12:00 in Asia/Shanghai.
+    assert rows[1][3] == "2026-12-04 12:00:00"
+    assert app[AUDIT_LOG_KEY].query(1, 50, action="export").records[0].detail["rows"] == 2
+
+
+async def test_csv_export_neutralises_formulas(aiohttp_client, tmp_path, web_config):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, "investigator")
+    message = plate_message(9, list_name="=HYPERLINK(\"x\")")
+    app[HIT_STORE_KEY].add(message)
+    response = await client.get("/search.csv", params={"list": message.header["watchlist"]["list_name"]})
+    rows = list(csv.reader(io.StringIO((await response.read()).decode("utf-8-sig"))))
+    assert rows[1][10].startswith("'=")
+
+
+async def test_hit_detail_and_acknowledge(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "investigator")
+    page = await client.get("/hits/1")
+    text = await page.text()
+    assert "皖K66666" in text and "stolen-vehicles" in text and "case 2026-118" in text
+    assert app[AUDIT_LOG_KEY].query(1, 50, action="view_hit").records[0].detail["hit_id"] == 1
+
+    token = await page_csrf_token(client)
+    response = await client.post("/hits/1/ack", data={"csrf_token": token, "note": "车辆已拦截"},
+                                 allow_redirects=False)
+    assert response.status == 303
+    hit = app[HIT_STORE_KEY].get(1)
+    assert hit.acked_by == "investigator"
+    assert hit.ack_note == "车辆已拦截"
+    assert "车辆已拦截" in await (await client.get("/hits/1")).text()
+    assert app[AUDIT_LOG_KEY].query(1, 50, action="acknowledge").records[0].detail["note"] == "车辆已拦截"
+
+
+async def test_acknowledge_note_too_long(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "investigator")
+    token = await page_csrf_token(client)
+    response = await client.post("/hits/1/ack", data={"csrf_token": token, "note": "x" * 2001})
+    assert response.status == 400
+    assert app[HIT_STORE_KEY].get(1).acked_at is None
+
+
+async def test_unknown_hit_is_404(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "viewer")
+    for path in ("/hits/999", "/hits/abc", "/hits/999/snapshot.jpg"):
+        assert (await client.get(path)).status == 404, path
+
+
+async def test_annotated_snapshot_has_box(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "viewer")
+    plain = cv2.imdecode(np.frombuffer(await (await client.get("/hits/1/snapshot.jpg")).read(), np.uint8), 1)
+    drawn = cv2.imdecode(np.frombuffer(await (await client.get("/hits/1/annotated.jpg")).read(), np.uint8), 1)
+    assert plain.shape == drawn.shape
+    # The vehicle box edge at x=40 is drawn red (BGR 0, 0, 255); the plain snapshot is grey there.
+    assert drawn[140, 40, 2] > 200 and drawn[140, 40, 0] < 80
+    assert abs(int(plain[140, 40, 2]) - 90) < 10
+
+
+async def test_live_socket_pushes_new_hit(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "viewer")
+    socket = await client.ws_connect("/ws/live")
+    hub = app[LIVE_HUB_KEY]
+    for _ in range(100):
+        if hub.client_count:
+            break
+        await __import__("asyncio").sleep(0.01)
+    hit = app[HIT_STORE_KEY].add(plate_message(20, text="粤B99999"))
+    hub.publish(hit)
+    message = await socket.receive_json(timeout=5)
+    assert message["id"] == hit.id
+    assert "粤B99999" in message["html"]
+    await socket.close()
+
+
+async def test_live_hub_drops_stalled_client(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "viewer")
+    socket = await client.ws_connect("/ws/live")
+    hub = app[LIVE_HUB_KEY]
+    import asyncio
+
+    for _ in range(100):
+        if hub.client_count:
+            break
+        await asyncio.sleep(0.01)
+    (live_client,) = list(hub._clients)
+    # Fill the client's queue as if its browser had stopped reading, then publish one more.
+    while not live_client.queue.full():
+        live_client.queue.put_nowait("{}")
+    hub.publish(app[HIT_STORE_KEY].get(1))
+    assert hub.client_count == 0
+    assert hub.counters.clients_dropped == 1
+    await socket.close()
+
+
+@pytest.mark.parametrize("language, text", [("zh-CN", "实时告警"), ("en", "Live hits")])
+async def test_live_page_language(app_and_client, language, text):
+    _app, client = app_and_client
+    await log_in(client, "viewer")
+    client.session.cookie_jar.update_cookies({"lang": language})
+    page = await client.get("/")
+    assert f"<h1>{text}</h1>" in await page.text()
+
+
+def health_message(uptime_s: float, frames_decoded: int) -> dict:
+    return {
+        "schema": 1, "publisher_id": "hub-07", "sequence": 100 + int(uptime_s), "sent_at": "2026-12-04T02:00:00.000Z",
+        "uptime_s": uptime_s,
+        "cameras": [{"camera_id": "gate-north", "state": "streaming", "frames_decoded": frames_decoded,
+                     "frames_dropped": 4, "reconnects": 2, "last_error": None, "last_frame_age_s": 0.04},
+                    {"camera_id": "gate-south", "state": "backoff", "frames_decoded": 0, "frames_dropped": 0,
+                     "reconnects": 7, "last_error": "rtsp://***@10.0.0.9/live: connection refused",
+                     "last_frame_age_s": None}],
+    }
+
+
+@pytest.mark.parametrize("language, streaming, backoff", [("zh-CN", "正常", "等待重连"), ("en", "Streaming", "Waiting to reconnect")])
+async def test_cameras_page_shows_health(app_and_client, language, streaming, backoff):
+    app, client = app_and_client
+    app[HIT_STORE_KEY].update_health(health_message(10.0, 100))
+    app[HIT_STORE_KEY].update_health(health_message(15.0, 150))
+    await log_in(client, "viewer")
+    client.session.cookie_jar.update_cookies({"lang": language})
+    text = await (await client.get("/cameras")).text()
+    rows = re.findall(r'<tr class="state-(\w+)">(.*?)</tr>', text, re.S)
+    assert [state for state, _ in rows] == ["streaming", "backoff"]
+    north, south = (re.sub(r"<[^>]+>", "|", cells) for _, cells in rows)
+    assert streaming in north and "|10.0|" in north and "|2|" in north
+    assert backoff in south and "connection refused" in south and "|7|" in south
+
+
+async def test_cameras_page_lists_feed_sources(aiohttp_client, tmp_path):
+    from tests.conftest import free_port
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = WebConfig(feeds=[{"endpoint": endpoint}])
+    app = create_app(config, tmp_path / "web", scrypt_params=FAST_SCRYPT)
+    app[USER_STORE_KEY].add_user("viewer", PASSWORDS["viewer"], "viewer", actor="test-setup")
+    client = await aiohttp_client(app)
+    await log_in(client, "viewer")
+    text = await (await client.get("/cameras")).text()
+    assert endpoint in text
+    assert re.search(r'<tr class="feed-(connecting|disconnected|starting)">', text)

@@ -1,0 +1,117 @@
+"""Watchlist pages: plate add, remove and CSV import, face enrolment from uploads, and bad uploads that change nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import cv2
+import pytest
+from aiohttp import FormData
+
+from edge.config.web import WebConfig
+from edge.watchlist.faces import FaceWatchlist
+from edge.web.app import create_app
+from edge.web.audit import AUDIT_LOG_KEY
+from edge.web.keys import WATCHLIST_KEY
+from edge.web.security import USER_STORE_KEY
+from tests.conftest import ASSETS
+from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
+
+FACES = ASSETS / "images" / "faces"
+
+
+@pytest.fixture
+async def admin(aiohttp_client, tmp_path):
+    app = create_app(WebConfig(), tmp_path / "web", scrypt_params=FAST_SCRYPT)
+    for role, password in PASSWORDS.items():
+        app[USER_STORE_KEY].add_user(role, password, role, actor="test-setup")
+    client = await aiohttp_client(app)
+    await log_in(client, "admin")
+    return app, client, await page_csrf_token(client)
+
+
+def upload_form(token: str, field: str, data: bytes, filename: str, **fields: str) -> FormData:
+    form = FormData()
+    form.add_field("csrf_token", token)
+    for name, value in fields.items():
+        form.add_field(name, value)
+    form.add_field(field, data, filename=filename, content_type="application/octet-stream")
+    return form
+
+
+async def test_add_and_remove_plate(admin):
+    app, client, token = admin
+    response = await client.post("/watchlists/plates", data={
+        "csrf_token": token, "pattern": "苏B*123", "list_name": "stolen-vehicles", "reason": "case 7", "max_edits": "1"})
+    assert response.status == 200
+    assert "已添加布控车牌 苏B*123" in await response.text()
+    (entry,) = app[WATCHLIST_KEY].list_plates()
+    assert (entry.pattern, entry.max_edits, entry.created_by) == ("苏B*123", 1, "web:admin")
+
+    removed = await client.post(f"/watchlists/plates/{entry.id}/remove", data={"csrf_token": token},
+                                allow_redirects=False)
+    assert removed.status == 303
+    assert app[WATCHLIST_KEY].list_plates() == []
+    actions = [record.action for record in app[AUDIT_LOG_KEY].query(1, 50).records]
+    assert "watchlist_plate_add" in actions and "watchlist_plate_remove" in actions
+
+
+@pytest.mark.parametrize("form, shown", [
+    ({"pattern": "", "list_name": "l", "reason": "r", "max_edits": "0"}, "条目无效"),
+    ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "x"}, "容错字符数必须是 0、1 或 2"),
+    ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "7"}, "条目无效"),
+])
+async def test_invalid_plate_changes_nothing(admin, form, shown):
+    app, client, token = admin
+    response = await client.post("/watchlists/plates", data={"csrf_token": token, **form})
+    assert response.status == 400
+    assert shown in await response.text()
+    assert app[WATCHLIST_KEY].list_plates() == []
+
+
+async def test_import_lists_rejected_rows(admin):
+    app, client, token = admin
+    csv_text = ("pattern,reason,list_name,max_edits\n"
+                "京A12345,case 1,stolen,0\n"
+                ",case 2,stolen,0\n"
+                "沪B54321,case 3,stolen,9\n"
+                "粤C11111,case 4,stolen,1\n")
+    response = await client.post("/watchlists/plates/import",
+                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    text = await response.text()
+    assert response.status == 200
+    assert "已导入 2 条，拒绝 2 行" in text
+    assert '<table class="grid" id="rejected-rows">' in text
+    assert "<td>3</td>" in text and "<td>4</td>" in text
+    assert sorted(entry.pattern for entry in app[WATCHLIST_KEY].list_plates()) == ["京A12345", "粤C11111"]
+
+
+async def test_enrol_face_photo(admin):
+    app, client, token = admin
+    photo = (FACES / "obama" / "obama_1.jpg").read_bytes()
+    response = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", photo, "obama.jpg", name="Barack Obama", list_name="vip", reason="test enrolment"))
+    assert response.status == 200, await response.text()
+    assert "已添加布控人员 Barack Obama" in await response.text()
+    (person,) = FaceWatchlist(app[WATCHLIST_KEY]).list_persons()
+    assert (person.name, person.photos, person.created_by) == ("Barack Obama", 1, "web:admin")
+    assert app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_face_add").records[0].detail["name"] == "Barack Obama"
+
+
+def grey_png() -> bytes:
+    return cv2.imencode(".png", np.full((480, 640, 3), 128, np.uint8))[1].tobytes()
+
+
+@pytest.mark.parametrize("case, data, status, shown", [
+    ("not an image", lambda: b"this is a text file, not a photo\n" * 10, 400, "不是可识别的 JPEG 或 PNG 图片"),
+    ("no face", grey_png, 400, "照片中没有找到人脸"),
+    ("several faces", lambda: (FACES / "group_obama_biden.jpg").read_bytes(), 400, "照片中有多张人脸"),
+    ("50 MB", lambda: b"\xff\xd8\xff" + bytes(50 * 1024 * 1024), 413, "上传内容过大：不能超过 10 MB"),
+])
+async def test_bad_face_upload_changes_nothing(admin, case, data, status, shown):
+    app, client, token = admin
+    response = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", data(), "upload.jpg", name="Someone", list_name="vip", reason="test"))
+    assert response.status == status, case
+    assert shown in await response.text(), case
+    assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
+    assert app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_face_add").total == 0
