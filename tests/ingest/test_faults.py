@@ -6,6 +6,8 @@ each delivered frame against the picture it should be.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import threading
 
@@ -208,3 +210,29 @@ def test_server_restart_on_same_port_recovers(tmp_path):
     assert all(b > a for a, b in zip(times, times[1:]))
     indexes = [p.frame_index for p in collector.frames]
     assert indexes == sorted(set(indexes))
+
+
+def test_server_paused_with_sigstop_recovers(tmp_path):
+    """A frozen server keeps its TCP connection open and sends nothing; SIGCONT brings it back."""
+    reason = _gstreamer_rtsp_available()
+    if reason:
+        pytest.skip(reason)
+    server = RtspServer({"people": PEOPLE_CLIP})
+    reader, collector, stop = make_reader(server.url("people"))
+    try:
+        reader.start()
+        assert wait_until(lambda: len(collector.frames) >= 5, 30), reader.counters
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            assert wait_until(lambda: reader.counters.reconnects >= 1, 20), reader.counters
+            assert "no data" in (reader.counters.last_error or "") or "timed out" in (reader.counters.last_error or "")
+            frames_while_paused = len(collector.frames)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert wait_until(lambda: len(collector.frames) >= frames_while_paused + 10, 30), reader.counters
+        assert reader.state is ReaderState.STREAMING
+    finally:
+        stop_reader(reader, stop, collector)
+        server.stop()
+    times = [packet.frame_time_utc for packet in collector.frames]
+    assert all(later > earlier for earlier, later in zip(times, times[1:]))
