@@ -31,9 +31,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         plan = build_plan(args.config)
     except ConfigError as error:
-        for issue in error.issues:
-            print(issue, file=sys.stderr)
-        print(f"{len(error.issues)} error(s) in {args.config}", file=sys.stderr)
+        error.print_report(args.config, sys.stderr)
         return 1
     print(f"{args.config}: OK, {len(plan.sources)} enabled camera(s), pipelines: {', '.join(plan.pipelines)}")
     return 0

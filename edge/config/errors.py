@@ -44,6 +44,12 @@ class ConfigError(Exception):
         self.issues = issues
         super().__init__("\n".join(str(issue) for issue in issues))
 
+    def print_report(self, path: object, file) -> None:
+        """Print every issue, then how many there were in `path`, for the commands that check a file."""
+        for issue in self.issues:
+            print(issue, file=file)
+        print(f"{len(self.issues)} error(s) in {path}", file=file)
+
 
 def format_field_path(loc: tuple[object, ...]) -> str:
     """Format a pydantic location such as ('cameras', 1, 'max_fps') as 'cameras[1].max_fps'."""

@@ -46,9 +46,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     try:
         config = load_web(args.config)
     except ConfigError as error:
-        for issue in error.issues:
-            print(issue, file=sys.stderr)
-        print(f"{len(error.issues)} error(s) in {args.config}", file=sys.stderr)
+        error.print_report(args.config, sys.stderr)
         return 2
     from edge.web.app import run_web
 

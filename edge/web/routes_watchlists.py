@@ -161,8 +161,8 @@ async def add_face(request: web.Request) -> web.Response:
             str(form.get("reason", "")), photo, _actor(request))
     except PhotoRejected as rejected:
         log.info("face photo %r rejected: %s", upload.filename, rejected.detail)
-        return await _faces_page(request, 400, error=t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20),
-                                 error_detail=rejected.detail, form=form)
+        error = t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20)
+        return await _faces_page(request, 400, error=error, error_detail=rejected.detail, form=form)
     except WatchlistError as error:
         return await _faces_page(request, 400, error=t("watchlist.invalid_entry"), error_detail=str(error),
                                  form=form)

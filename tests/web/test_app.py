@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -241,15 +242,22 @@ async def test_annotated_snapshot_has_box(app_and_client):
     assert abs(int(plain[140, 40, 2]) - 90) < 10
 
 
+async def connect_live(app, client):
+    """Open the live socket and wait until the hub has registered it."""
+    socket = await client.ws_connect("/ws/live")
+    hub = app[LIVE_HUB_KEY]
+    for _ in range(500):
+        if hub.client_count:
+            break
+        await asyncio.sleep(0.01)
+    assert hub.client_count == 1
+    return socket, hub
+
+
 async def test_live_socket_pushes_new_hit(app_and_client):
     app, client = app_and_client
     await log_in(client, "viewer")
-    socket = await client.ws_connect("/ws/live")
-    hub = app[LIVE_HUB_KEY]
-    for _ in range(100):
-        if hub.client_count:
-            break
-        await __import__("asyncio").sleep(0.01)
+    socket, hub = await connect_live(app, client)
     hit = app[HIT_STORE_KEY].add(plate_message(20, text="粤B99999"))
     hub.publish(hit)
     message = await socket.receive_json(timeout=5)
@@ -261,14 +269,7 @@ async def test_live_socket_pushes_new_hit(app_and_client):
 async def test_live_hub_drops_stalled_client(app_and_client):
     app, client = app_and_client
     await log_in(client, "viewer")
-    socket = await client.ws_connect("/ws/live")
-    hub = app[LIVE_HUB_KEY]
-    import asyncio
-
-    for _ in range(100):
-        if hub.client_count:
-            break
-        await asyncio.sleep(0.01)
+    socket, hub = await connect_live(app, client)
     (live_client,) = list(hub._clients)
     # Fill the client's queue as if its browser had stopped reading, then publish one more.
     while not live_client.queue.full():
