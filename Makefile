@@ -12,6 +12,8 @@ DEMO_CONFIG ?= config/demo-hub.toml
 WEB_CONFIG ?= config/web-demo.toml
 DEMO_DIR := build/demo
 DEMO_PLATE ?= 皖K66666
+# The demo daemon's feed, printed by `edge subscribe`; change it together with DEMO_CONFIG's publisher endpoint.
+FEED_ENDPOINT ?= tcp://127.0.0.1:5556
 
 ifneq ($(wildcard $(SHARED_ASSETS)/models),)
 export EDGE_MODEL_DIR ?= $(SHARED_ASSETS)/models
@@ -40,7 +42,7 @@ run: venv
 	$(EDGE) watchlist plates add '$(DEMO_PLATE)' --list demo --reason 'demo: the yellow plate in the gate clip' \
 	    --db $(DEMO_DIR)/web-data/watchlists.sqlite --actor demo
 	@$(EDGE) web --config $(WEB_CONFIG) & web=$$!; \
-	$(EDGE) subscribe --topic hit. & subscriber=$$!; \
+	$(EDGE) subscribe --endpoint $(FEED_ENDPOINT) --topic hit. & subscriber=$$!; \
 	$(EDGE) run --config $(DEMO_CONFIG) --duration $(DURATION); status=$$?; \
 	kill $$subscriber $$web; wait $$web; exit $$status
 

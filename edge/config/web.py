@@ -10,14 +10,17 @@ from pydantic import Field, field_validator
 from edge.config.site import StrictModel
 
 LANGUAGES = ("zh-CN", "en")
+ZMQ_ENDPOINT_PATTERN = r"^(tcp|ipc)://.+$"
 
 
 class FeedSource(StrictModel):
     """One daemon's ZeroMQ feed."""
 
-    endpoint: str = Field(min_length=1, description="The daemon's PUB endpoint, e.g. tcp://127.0.0.1:5556.")
+    endpoint: str = Field(pattern=ZMQ_ENDPOINT_PATTERN,
+                          description="The daemon's PUB endpoint, e.g. tcp://127.0.0.1:5556.")
     replay_endpoint: str | None = Field(
         default=None,
+        pattern=ZMQ_ENDPOINT_PATTERN,
         description="The daemon's replay ROUTER endpoint; with it the service fetches hits it missed while "
         "it was down or that a sequence gap shows, without it such hits stay missing.",
     )
@@ -103,4 +106,4 @@ class WebConfig(StrictModel):
 
     def data_path(self, config_dir: Path) -> Path:
         path = Path(self.data_dir)
-        return path if path.is_absolute() else config_dir / path
+        return path if path.is_absolute() else (config_dir / path).resolve()

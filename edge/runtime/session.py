@@ -67,10 +67,15 @@ def _with_symbolic_batch(model: onnx.ModelProto) -> bool:
     return changed
 
 
+# Size given to free spatial dimensions in the batch probe. Detectors with strides up to 32 reject
+# a 1x1 input, so a fully dynamic graph would look fixed-batch and silently run one frame per call.
+PROBE_SIDE = 64
+
+
 def _accepts_batch_of_two(session: ort.InferenceSession) -> bool:
     feeds = {}
     for value in session.get_inputs():
-        shape = [2, *(dim if isinstance(dim, int) else 1 for dim in value.shape[1:])]
+        shape = [2, *(dim if isinstance(dim, int) else PROBE_SIDE for dim in value.shape[1:])]
         feeds[value.name] = np.zeros(shape, dtype=np.float32)
     quiet = ort.RunOptions()
     quiet.log_severity_level = 4  # the expected failure of a fixed-batch graph is not an error worth logging
@@ -113,6 +118,9 @@ def load_model(path: Path, requested_providers: list[str], intra_op_threads: int
     if made_symbolic and not dynamic:
         log.warning("%s: batch size is fixed inside the graph; frames run one at a time", path.name)
         session = ort.InferenceSession(str(path), options, providers=providers)
+    elif not dynamic:
+        log.warning("%s: the graph declares a free batch size but rejects a batch of two; frames run one at "
+                    "a time", path.name)
 
     used = session.get_providers()[0]
     # Providers listed before the one in use were unavailable or failed to initialise.

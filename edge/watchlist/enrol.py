@@ -26,7 +26,7 @@ MAX_PHOTO_PIXELS = 40_000_000
 # Stored photos are re-encoded at this JPEG quality, so the database stores one format whatever was uploaded.
 STORED_JPEG_QUALITY = 95
 
-REASON_CODES = ("too_large", "not_an_image", "no_face", "several_faces", "quality")
+REASON_CODES = ("too_large", "too_many_pixels", "not_an_image", "no_face", "several_faces", "quality")
 # Names of the quality checks in PhotoRejected.checks, one per limit of QualityGate plus the image edge.
 QUALITY_CHECKS = ("size", "score", "sharpness", "yaw", "pitch", "cut_off")
 
@@ -94,7 +94,7 @@ def decode_photo(data: bytes) -> np.ndarray:
         raise PhotoRejected("not_an_image", "not a JPEG or PNG image")
     width, height = size
     if width * height > MAX_PHOTO_PIXELS:
-        raise PhotoRejected("not_an_image", f"the image is {width}x{height} pixels, more than the "
+        raise PhotoRejected("too_many_pixels", f"the image is {width}x{height} pixels, more than the "
                                             f"{MAX_PHOTO_PIXELS / 1e6:.0f} megapixel limit; use a smaller photo")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:

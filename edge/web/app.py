@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | Non
     setup_rendering(app, config.default_language, config.timezone)
     setup_security(app, data_dir, config.session_ttl_s, config.secure_cookies, scrypt_params=scrypt_params)
     # Outermost, because the CSRF check already reads the body and so meets an oversized upload first.
-    app.middlewares.insert(0, too_large_middleware)
+    app.middlewares.insert(0, error_page_middleware)
     app[HIT_STORE_KEY] = HitStore(data_dir)
     app[WATCHLIST_KEY] = WatchlistStore(data_dir / WATCHLIST_DATABASE)
     app[LIVE_HUB_KEY] = LiveHub(lambda hit, language: render_fragment(app, "_hit_row.html", language, hit=hit))
@@ -66,7 +67,8 @@ def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | Non
 
 
 @web.middleware
-async def too_large_middleware(request: web.Request, handler):
+async def error_page_middleware(request: web.Request, handler):
+    """Answer an oversized upload and an unknown page with a page in the user's language."""
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
@@ -74,6 +76,8 @@ async def too_large_middleware(request: web.Request, handler):
         # The rest of the body is not read, so the connection cannot carry another request.
         response.force_close()
         return response
+    except web.HTTPNotFound:
+        return error_response(request, 404, "error.not_found")
 
 
 async def _feed_intake(app: web.Application, zmq_context: zmq.Context | None) -> AsyncIterator[None]:
@@ -128,8 +132,27 @@ def run_web(config: WebConfig, data_dir: Path) -> int:
             # Printed once, on standard output only: the log may be kept or shipped elsewhere.
             print(f"Created user '{BOOTSTRAP_ADMIN}' with password: {password}", flush=True)
             print("Change it on the Users page after logging in; it is not shown again.", flush=True)
+    return asyncio.run(_serve(app, config, data_dir))
+
+
+async def _serve(app: web.Application, config: WebConfig, data_dir: Path) -> int:
+    """Serve until SIGINT or SIGTERM; return 2 when the address cannot be bound."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.listen_host, config.listen_port).start()
+    except OSError as error:
+        log.error("cannot listen on %s:%d: %s; stop the process that uses the port or change listen_port",
+                  config.listen_host, config.listen_port, error.strerror or error)
+        await runner.cleanup()
+        return 2
     log.info("web service listening on http://%s:%d/ with %d feed(s), data in %s",
              config.listen_host, config.listen_port, len(config.feeds), data_dir)
-    web.run_app(app, host=config.listen_host, port=config.listen_port, print=None,
-                access_log=None, shutdown_timeout=5.0)
+    await stop.wait()
+    log.info("web service stopping")
+    await runner.cleanup()
     return 0

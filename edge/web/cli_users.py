@@ -26,13 +26,17 @@ class PasswordPromptError(Exception):
 
 def prompt_password(name: str) -> str:
     """Read the password twice without echo; raise PasswordPromptError when the entries differ or input ends."""
+    if not sys.stdin.isatty():
+        # getpass would fall back to echoing the password, with a warning, so stop before it does.
+        raise PasswordPromptError("standard input is not a terminal, so the password cannot be typed unseen; use "
+                                  "--password-stdin to pipe it in, or --generate-password")
     try:
         first = getpass.getpass(f"Password for {name}: ")
         second = getpass.getpass(f"Repeat the password for {name}: ")
     except EOFError:
         raise PasswordPromptError(
-            "no password entered (input ended); run the command in a terminal, or pass the password "
-            "or ask for a generated one"
+            "no password entered (input ended); run the command in a terminal, or use --password-stdin "
+            "or --generate-password"
         ) from None
     if first != second:
         raise PasswordPromptError("the two passwords differ; run the command again")

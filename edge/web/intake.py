@@ -300,8 +300,8 @@ class _SourceWorker:
                 first_missing = 1
             else:
                 first_missing = (stored or 0) + 1
-            log.info("intake of %s: first message from %s is #%d; stored hits run up to #%s", self.source.endpoint,
-                     publisher_id, sequence, stored)
+            log.info("intake of %s: first message from %s is #%d; %s", self.source.endpoint, publisher_id, sequence,
+                     "no hits of it stored yet" if stored is None else f"stored hits run up to #{stored}")
         elif sequence <= previous:
             self._restarted(publisher_id, previous, sequence)
             first_missing = 1

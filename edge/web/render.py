@@ -10,10 +10,12 @@ import jinja2
 from aiohttp import web
 
 from edge.config.web import LANGUAGES
+from edge.plates.grammar import COLOURS, PLATE_TYPES
 from edge.web.auth import USER_KEY, SESSION_KEY
 from edge.web.i18n import LANGUAGE_COOKIE, Catalogues, Translator
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+HIT_TOPICS = ("plate", "hit.plate", "hit.face")
 
 TEMPLATES_KEY = web.AppKey("templates", jinja2.Environment)
 CATALOGUES_KEY = web.AppKey("catalogues", Catalogues)
@@ -22,11 +24,16 @@ TIMEZONE_KEY = web.AppKey("timezone", ZoneInfo)
 
 
 def setup_rendering(app: web.Application, default_language: str, timezone_name: str) -> None:
-    app[TEMPLATES_KEY] = jinja2.Environment(
+    templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    # Values that have a catalogue text; any other value is shown as it came from the feed.
+    templates.globals["plate_types"] = PLATE_TYPES
+    templates.globals["plate_colours"] = COLOURS
+    templates.globals["hit_topics"] = HIT_TOPICS
+    app[TEMPLATES_KEY] = templates
     app[CATALOGUES_KEY] = Catalogues.load()
     app[DEFAULT_LANGUAGE_KEY] = default_language
     app[TIMEZONE_KEY] = ZoneInfo(timezone_name)

@@ -93,10 +93,12 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     limiter = request.app[RATE_LIMITER_KEY]
     t = translator(request)
 
-    # Throttled attempts are neither checked nor audited, but the failures that caused the wait were audited.
+    # Throttled attempts are not checked, so a correct password gets no hint during the wait. They are
+    # audited, because repeated attempts during a block are what an administrator looks for.
     wait_s = limiter.retry_after_s(request.remote, name)
     if wait_s > 0:
         seconds = math.ceil(wait_s)
+        audit_request(request, "login_failed", name=name, throttled=True)
         log.warning("login for %r from %s throttled for %d s", name, request.remote, seconds)
         response = _login_response(request, next_path, name, t("auth.rate_limited", seconds=seconds), status=429)
         response.headers["Retry-After"] = str(seconds)

@@ -14,7 +14,9 @@ from aiohttp import web
 from edge.web.auth import USER_KEY
 from edge.web.audit import audit_request
 from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY
-from edge.web.render import TIMEZONE_KEY, local_time, render, request_language, translator
+from edge.plates.grammar import COLOURS, PLATE_TYPES
+from edge.web.i18n import Translator
+from edge.web.render import HIT_TOPICS, TIMEZONE_KEY, local_time, render, request_language, translator
 from edge.web.security import require_role
 from edge.web.store import HitQuery, StoredHit
 
@@ -45,15 +47,23 @@ def parse_search(request: web.Request) -> HitQuery:
     plate_mode = params.get("mode", "exact")
     if plate_mode not in PLATE_MODES:
         raise QueryError("search.error_mode", plate_mode)
+    plate = params.get("plate", "").strip() or None
+    if plate_mode == "exact" and plate is not None and any(character in plate for character in "*?"):
+        # Investigators type 苏B*123 and expect the wildcard to work without changing the mode.
+        plate_mode = "wildcard"
     hit_type = params.get("type", "hits")
     if hit_type not in HIT_TYPES:
         raise QueryError("search.error_type", hit_type)
+    since = _local_datetime(request, "since")
+    until = _local_datetime(request, "until")
+    if since is not None and until is not None and since >= until:
+        raise QueryError("search.error_time_order", params["until"])
     return HitQuery(
-        plate=params.get("plate", "").strip() or None,
+        plate=plate,
         plate_mode=plate_mode,
         camera_id=params.get("camera", "").strip() or None,
-        since=_local_datetime(request, "since"),
-        until=_local_datetime(request, "until"),
+        since=since,
+        until=until,
         topic=hit_type,
         list_name=params.get("list", "").strip() or None,
     )
@@ -150,18 +160,25 @@ async def export_csv(request: web.Request) -> web.Response:
     writer = csv.writer(buffer)
     writer.writerow([t(key) for _, key in CSV_COLUMNS])
     for hit in hits:
-        writer.writerow([_csv_value(request, name, getattr(hit, name)) for name, _ in CSV_COLUMNS])
+        writer.writerow([_csv_value(request, t, name, getattr(hit, name)) for name, _ in CSV_COLUMNS])
     # The byte order mark makes spreadsheet programs read the Chinese text as UTF-8.
     body = "\ufeff" + buffer.getvalue()
     return web.Response(body=body.encode("utf-8"), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": 'attachment; filename="hits.csv"'})
 
 
-def _csv_value(request: web.Request, name: str, value: object) -> str:
+# Columns whose values have catalogue texts, with the catalogue section and the values it covers.
+CSV_TRANSLATED = {"topic": ("topic", HIT_TOPICS), "plate_type": ("plate_type", PLATE_TYPES),
+                  "plate_colour": ("colour", COLOURS)}
+
+
+def _csv_value(request: web.Request, t: Translator, name: str, value: object) -> str:
     if value is None:
         return ""
     if name in ("frame_time", "acked_at"):
         return local_time(request, value)
+    if name in CSV_TRANSLATED and value in CSV_TRANSLATED[name][1]:
+        return t(f"{CSV_TRANSLATED[name][0]}.{value}")
     text = str(value)
     # A cell starting with these runs as a formula in spreadsheet programs; a quote keeps it text.
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
@@ -187,6 +204,10 @@ async def hit_page(request: web.Request) -> web.Response:
 @require_role("investigator")
 async def acknowledge(request: web.Request) -> web.Response:
     hit = await _hit_or_404(request)
+    if hit.acked_at is not None:
+        # The first acknowledgement stays on record; a second one would hide who acted first.
+        error = translator(request)("hit.already_acked", user=hit.acked_by, time=local_time(request, hit.acked_at))
+        return render(request, "hit.html", status=409, hit=hit, max_note_chars=MAX_NOTE_CHARS, error=error)
     form = await request.post()
     note = str(form.get("note", "")).strip()
     if len(note) > MAX_NOTE_CHARS:

@@ -14,13 +14,14 @@ from edge.faces.detector import FaceDetector
 from edge.faces.embedder import FaceEmbedder
 from edge.faces.quality import QualityGate
 from edge.models.manifest import load_manifest, model_dirs, resolve_file
-from edge.watchlist.enrol import MAX_PHOTO_BYTES, PhotoRejected, check_and_embed_photo
+from edge.watchlist.enrol import MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, PhotoRejected, check_and_embed_photo
 from edge.watchlist.faces import FaceWatchlist
-from edge.watchlist.plates import WatchlistError
+from edge.watchlist.plates import PlateEntry, WatchlistError, normalise_pattern
+from edge.watchlist.store import WatchlistStore
 from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
-from edge.web.render import render, translator
+from edge.web.render import render, request_language, translator
 from edge.web.security import require_role
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,19 @@ async def add_plate(request: web.Request) -> web.Response:
         max_edits = int(str(form.get("max_edits", "0")))
     except ValueError:
         return await _plates_page(request, 400, error=t("watchlist.invalid_max_edits"), form=form)
+    missing = [key for key, value in (("pattern", pattern), ("list_name", list_name), ("reason", reason))
+               if not value.strip()]
+    if missing:
+        fields = "、".join(t(f"watchlist.{key}") for key in missing) if request_language(request) == "zh-CN" \
+            else ", ".join(t(f"watchlist.{key}") for key in missing)
+        return await _plates_page(request, 400, error=t("watchlist.fields_missing", fields=fields), form=form)
+    if not _can_match_a_plate(pattern):
+        return await _plates_page(request, 400, error=t("watchlist.pattern_length", pattern=pattern.strip()), form=form)
+    duplicate = await asyncio.to_thread(_find_duplicate, request.app[WATCHLIST_KEY], pattern, list_name)
+    if duplicate is not None:
+        return await _plates_page(request, 400, error=t("watchlist.duplicate_plate", pattern=duplicate.pattern,
+                                                        list_name=duplicate.list_name, entry_id=duplicate.id),
+                                  form=form)
     try:
         entry = await asyncio.to_thread(request.app[WATCHLIST_KEY].add_plate, pattern, reason, list_name,
                                         max_edits, _actor(request))
@@ -69,6 +83,25 @@ async def add_plate(request: web.Request) -> web.Response:
     audit_request(request, "watchlist_plate_add", entry_id=entry.id, pattern=entry.pattern,
                   list_name=entry.list_name, reason=entry.reason, max_edits=entry.max_edits)
     return await _plates_page(request, message=t("watchlist.plate_added", pattern=entry.pattern))
+
+
+def _can_match_a_plate(pattern: str) -> bool:
+    """Return False for a pattern without wildcards whose length no mainland plate has (7 or 8 characters)."""
+    try:
+        normalised = normalise_pattern(pattern)
+    except WatchlistError:
+        return True  # the store rejects it with the reason
+    return "*" in normalised or "?" in normalised or len(normalised) in (7, 8)
+
+
+def _find_duplicate(store: WatchlistStore, pattern: str, list_name: str) -> PlateEntry | None:
+    """Return the entry with the same normalised pattern on the same list, so the page can say so in its language."""
+    try:
+        normalised = normalise_pattern(pattern)
+    except WatchlistError:
+        return None
+    return next((entry for entry in store.list_plates()
+                 if entry.pattern == normalised and entry.list_name == list_name.strip()), None)
 
 
 @require_role("admin")
@@ -100,7 +133,8 @@ async def import_plates(request: web.Request) -> web.Response:
     audit_request(request, "watchlist_plate_import", file_name=upload.filename, sha256=report.sha256,
                   loaded=len(report.loaded), rejected=len(report.rejected))
     message = t("watchlist.imported", loaded=len(report.loaded), rejected=len(report.rejected))
-    return await _plates_page(request, message=message, rejected=report.rejected)
+    return await _plates_page(request, message=message, rejected=report.rejected,
+                              message_class="warning" if report.rejected else "message")
 
 
 # Faces
@@ -161,7 +195,8 @@ async def add_face(request: web.Request) -> web.Response:
             str(form.get("reason", "")), photo, _actor(request))
     except PhotoRejected as rejected:
         log.info("face photo %r rejected: %s", upload.filename, rejected.detail)
-        error = t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20)
+        error = t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20,
+                  megapixels=MAX_PHOTO_PIXELS // 1_000_000)
         return await _faces_page(request, 400, error=error, error_detail=rejected.detail, form=form)
     except WatchlistError as error:
         return await _faces_page(request, 400, error=t("watchlist.invalid_entry"), error_detail=str(error),

@@ -97,7 +97,7 @@ REJECTED = [
     ("empty file", lambda: b"", "not_an_image", "not a JPEG or PNG"),
     ("truncated jpeg", lambda: OBAMA.read_bytes()[: OBAMA.stat().st_size // 2], "not_an_image", "truncated"),
     ("50 MB file", lambda: b"\xff\xd8" + bytes(50 * 1024 * 1024), "too_large", "larger than the 10 MB limit"),
-    ("decompression bomb", lambda: png_header(10_000, 10_000), "not_an_image", "10000x10000 pixels"),
+    ("decompression bomb", lambda: png_header(10_000, 10_000), "too_many_pixels", "10000x10000 pixels"),
     ("grey png", lambda: encode(np.full((480, 640, 3), 128, dtype=np.uint8)), "no_face", "no face found"),
     ("group photo", lambda: (FACES / "group_obama_biden.jpg").read_bytes(), "several_faces",
      "faces pass the quality gate"),

@@ -134,6 +134,8 @@ async def test_health_probe_is_public(aiohttp_client, tmp_path, web_config):
     ({"plate": "苏B", "mode": "prefix", "type": "plate"}, ["苏BD73215", "苏B12345"]),
     ({"plate": "苏B*5", "mode": "wildcard", "type": "plate"}, ["苏BD73215", "苏B12345"]),
     ({"plate": "苏 B·12345", "type": "plate"}, ["苏B12345"]),
+    # Wildcards typed in the default exact mode still work as wildcards.
+    ({"plate": "苏B*5", "type": "plate"}, ["苏BD73215", "苏B12345"]),
     ({"camera": "gate-south", "type": "plate"}, ["苏BD73215"]),
     ({"type": "hits"}, ["皖K66666"]),
     # The site's time zone is Asia/Shanghai, 8 hours ahead of the UTC frame times.
@@ -151,12 +153,16 @@ async def test_search_results(app_and_client, query, expected):
     assert records and records[0].detail["query"] == query
 
 
-async def test_search_rejects_bad_time(app_and_client):
+@pytest.mark.parametrize("params, shown", [
+    ({"since": "yesterday"}, "时间格式无效：yesterday"),
+    ({"since": "2026-12-04T12:00", "until": "2026-12-04T11:00"}, "结束时间 2026-12-04T11:00 不晚于开始时间"),
+])
+async def test_search_rejects_bad_time(app_and_client, params, shown):
     _app, client = app_and_client
     await log_in(client, "viewer")
-    response = await client.get("/search", params={"since": "yesterday"})
+    response = await client.get("/search", params=params)
     assert response.status == 400
-    assert "yesterday" in await response.text()
+    assert shown in await response.text()
 
 
 async def test_search_pages(aiohttp_client, tmp_path, web_config):
@@ -184,6 +190,10 @@ async def test_csv_export(app_and_client):
     assert [row[4] for row in rows[1:]] == ["苏BD73215", "苏B12345"]
     # Frame time 04:00 UTC is shown as 12:00 in Asia/Shanghai.
     assert rows[1][3] == "2026-12-04 12:00:00"
+    # Type, plate type and colour are the page's words, not the feed's values.
+    assert rows[1][1] == "车牌识别"
+    assert rows[1][5] == "普通"
+    assert rows[1][6] == "黄牌"
     assert app[AUDIT_LOG_KEY].query(1, 50, action="export").records[0].detail["rows"] == 2
 
 
@@ -213,6 +223,22 @@ async def test_hit_detail_and_acknowledge(app_and_client):
     assert hit.ack_note == "车辆已拦截"
     assert "车辆已拦截" in await (await client.get("/hits/1")).text()
     assert app[AUDIT_LOG_KEY].query(1, 50, action="acknowledge").records[0].detail["note"] == "车辆已拦截"
+
+
+async def test_second_acknowledgement_rejected(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "investigator")
+    token = await page_csrf_token(client)
+    await client.post("/hits/1/ack", data={"csrf_token": token, "note": "first"}, allow_redirects=False)
+    await log_in(client, "admin")
+    token = await page_csrf_token(client)
+    page = await client.get("/hits/1")
+    assert 'id="ack-form"' not in await page.text()
+    response = await client.post("/hits/1/ack", data={"csrf_token": token, "note": "second"})
+    assert response.status == 409
+    assert "已由 investigator" in await response.text()
+    hit = app[HIT_STORE_KEY].get(1)
+    assert (hit.acked_by, hit.ack_note) == ("investigator", "first")
 
 
 async def test_acknowledge_note_too_long(app_and_client):
@@ -328,3 +354,14 @@ async def test_cameras_page_lists_feed_sources(aiohttp_client, tmp_path):
     text = await (await client.get("/cameras")).text()
     assert endpoint in text
     assert re.search(r'<tr class="feed-(connecting|disconnected|starting)">', text)
+
+
+async def test_unknown_page_is_translated_404(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "viewer")
+    for path in ("/does-not-exist", "/hits/999999"):
+        response = await client.get(path)
+        assert response.status == 404, path
+        text = await response.text()
+        assert "页面不存在。" in text, path
+        assert 'href="/search"' in text, "the error page keeps the navigation"

@@ -148,15 +148,19 @@ async def test_no_password_in_audit_rows(aiohttp_client, tmp_path, clock, db_pat
     assert "csrf" not in text
 
 
-async def test_throttled_logins_not_audited(aiohttp_client, tmp_path, clock):
+async def test_throttled_logins_audited(aiohttp_client, tmp_path, clock):
     from edge.web.auth import LoginRateLimiter
 
     limiter = LoginRateLimiter(max_failures_per_name=2, clock=clock)
     app = build_app(tmp_path, clock, limiter=limiter)
     client = await aiohttp_client(app)
-    for _ in range(5):
+    for _ in range(4):
         await log_in(client, "viewer", "wrong-password-1")
-    assert app[AUDIT_LOG_KEY].query(action="login_failed").total == 2
+    # The correct password during the block is throttled too, and recorded like the rest.
+    await log_in(client, "viewer")
+    records = app[AUDIT_LOG_KEY].query(action="login_failed").records
+    assert len(records) == 5
+    assert sum(1 for record in records if record.detail.get("throttled")) == 3
 
 
 # --- Audit page ------------------------------------------------------------------------------------

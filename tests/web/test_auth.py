@@ -647,8 +647,17 @@ def test_cli_prompt(web_config, monkeypatch, capsys, entries, expected_code, exp
         return remaining.pop(0)
 
     monkeypatch.setattr("edge.web.cli_users.getpass.getpass", fake_getpass)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     assert add_user_command(web_config, "root", "admin", None) == expected_code
     assert expected_error in capsys.readouterr().err
+
+
+def test_cli_prompt_needs_terminal(web_config, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert add_user_command(web_config, "root", "admin", None) == 1
+    error = capsys.readouterr().err
+    assert "--password-stdin" in error
+    assert "--generate-password" in error
 
 
 @pytest.mark.parametrize("name, role, error", [

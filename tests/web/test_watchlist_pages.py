@@ -56,7 +56,9 @@ async def test_add_and_remove_plate(admin):
 
 
 @pytest.mark.parametrize("form, shown", [
-    ({"pattern": "", "list_name": "l", "reason": "r", "max_edits": "0"}, "条目无效"),
+    ({"pattern": "", "list_name": "l", "reason": "r", "max_edits": "0"}, "请填写：车牌或模式。"),
+    ({"pattern": "京A12%45", "list_name": "l", "reason": "r", "max_edits": "0"}, "条目无效"),
+    ({"pattern": "ABC", "list_name": "l", "reason": "r", "max_edits": "0"}, "ABC 不可能匹配任何车牌"),
     ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "x"}, "容错字符数必须是 0、1 或 2"),
     ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "7"}, "条目无效"),
 ])
@@ -115,3 +117,16 @@ async def test_bad_face_upload_changes_nothing(admin, case, data, status, shown)
     assert shown in await response.text(), case
     assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
     assert app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_face_add").total == 0
+
+
+async def test_duplicate_and_missing_fields_in_chinese(admin):
+    app, client, token = admin
+    form = {"csrf_token": token, "pattern": "京A12345", "list_name": "stolen", "reason": "case 1", "max_edits": "0"}
+    assert (await client.post("/watchlists/plates", data=form)).status == 200
+    duplicate = await client.post("/watchlists/plates", data={**form, "pattern": "京a 12345"})
+    assert duplicate.status == 400
+    assert "京A12345 已在布控库“stolen”中（条目 1）" in await duplicate.text()
+    missing = await client.post("/watchlists/plates", data={**form, "pattern": "沪B11111", "reason": " "})
+    assert missing.status == 400
+    assert "请填写：布控原因。" in await missing.text()
+    assert len(app[WATCHLIST_KEY].list_plates()) == 1

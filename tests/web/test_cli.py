@@ -1,0 +1,36 @@
+"""`edge web` from the command line: bad configs and a port that is already taken."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+from tests.conftest import edge_command
+
+
+def run_web(config_path, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*edge_command(), "web", "--config", str(config_path)], capture_output=True, text=True,
+                          timeout=timeout_s)
+
+
+def test_port_in_use_exits_with_message(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "web.toml"
+        config.write_text(f'listen_port = {port}\ndata_dir = "data"\n', encoding="utf-8")
+        result = run_web(config)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "listening on" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_feed_endpoint_rejected(tmp_path):
+    config = tmp_path / "web.toml"
+    config.write_text('[[feeds]]\nendpoint = "http://127.0.0.1:5556"\n', encoding="utf-8")
+    result = run_web(config)
+    assert result.returncode == 2
+    assert "feeds[0].endpoint" in result.stderr
+    assert "1 error(s) in" in result.stderr
