@@ -28,6 +28,8 @@ class PlateRead:
     char_probs: tuple[float, ...]  # one per character of `text`
     colour: str | None
     colour_score: float
+    # True when `colour` was estimated from the plate's pixels because the colour head contradicted the text.
+    colour_from_pixels: bool = False
 
     @property
     def confidence(self) -> float:

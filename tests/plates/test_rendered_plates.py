@@ -98,28 +98,10 @@ TYPE_CASES = [
 # Cases that the current renderer and models fail, keyed by (variant, case id), measured with
 # onnxruntime 1.32 on an x86 Xeon. "Upright" is stage.read_upright on the render alone, without detection.
 KNOWN_FAILURES = {
-    ("clean", "jilin"): "recogniser reads the Noto Mono Y as V, also upright: 吉YP4Z8K -> 吉VP4Z8K (valid)",
-    ("clean", "xizang"): "recogniser reads the squeezed Noto 藏 as 冀, also upright: 藏D2F6R0 -> 冀D2F6R0 (valid)",
-    ("clean", "sichuan"): "detected corners cut about 4 px off the left edge and the recogniser drops H: "
-                          "川EH2T6D -> 川E2T6D (invalid). Upright reads exactly",
-    ("clean", "new_energy_small_f"): "colour head returns yellow (0.37) for the green gradient, so the exact read "
-                                     "沪VFZ0741 is rejected. Upright returns green (0.57)",
-    ("clean", "new_energy_large"): "the detected crop loses W (粤W30741D -> 粤30741D) and the colour head returns "
-                                   "white for the yellow-green background, also upright",
-    ("clean", "police"): "detected right edge stops 11-14 px short and cuts the red 警: 鄂X6M0X警 -> 鄂X6M0X "
-                         "(invalid). Upright reads exactly",
-    ("clean", "consulate"): "red 领 read as 警 and colour blue for the black plate: 沪C1852领 -> 沪C1852警 "
-                            "(invalid). Upright reads 领 but also returns blue",
-    ("clean", "embassy"): "colour head returns blue (0.67) for the black plate, so the exact read 使418529 is "
-                          "rejected. Upright also returns blue",
-    ("clean", "double_row_yellow"): "detected top edge sits 8-11 px inside the 110 px high plate and clips the "
-                                    "top row, so H reads as M: 豫EH4T8D -> 豫EM4T8D (valid)",
-    ("blur", "xizang"): "藏 read as 冀 and published as valid: 藏D2F6R0 -> 冀D2F6R0",
-    ("jpeg40", "xizang"): "藏 read as 冀 and published as valid: 藏D2F6R0 -> 冀D2F6R0",
-    ("perspective15", "xizang"): "藏 read as 赣 and published as valid: 藏D2F6R0 -> 赣D2F6R0",
-    ("perspective15", "neimenggu"): "蒙 read as 京 and published as valid: 蒙WZ8K2V -> 京WZ8K2V",
+    ("clean", "xizang"): "recogniser reads the squeezed Noto 藏 as 冀 with probability 0.98 from the detected "
+                         "crop and the crop grown by 2%, so the province check confirms it: 藏D2F6R0 -> "
+                         "冀D2F6R0 (valid). Upright also reads 冀",
 }
-
 
 def params(cases: list[PlateCase], variant: str) -> list:
     marked = []
