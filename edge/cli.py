@@ -198,7 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_watchlist_parser(commands)
     from edge.ingest.bench import add_bench_decode_parser
 
-    add_bench_decode_parser(add_bench_parser(commands))
+    from edge.runtime.bench_latency import add_bench_latency_parser
+    from edge.runtime.bench_motion import add_bench_motion_parser
+    from edge.runtime.bench_pipeline import add_bench_pipeline_parser
+
+    bench_commands = add_bench_parser(commands)
+    add_bench_decode_parser(bench_commands)
+    add_bench_pipeline_parser(bench_commands)
+    add_bench_latency_parser(bench_commands)
+    add_bench_motion_parser(bench_commands)
     add_web_parser(commands)
     return parser
 

@@ -18,6 +18,7 @@ from edge.faces.analyzer import FaceAnalyzer
 from edge.faces.detector import FaceDetector
 from edge.faces.embedder import FaceEmbedder
 from edge.faces.quality import QualityGate
+from edge.ingest.motion_gate import MotionGate
 from edge.ingest.reader import CameraReader, ReaderState
 from edge.ingest.redact import redact_url
 from edge.metrics import MetricsServer
@@ -29,6 +30,7 @@ from edge.runtime.detector import Detector
 from edge.runtime.analysis import CameraAnalysis
 from edge.runtime.pipeline import PipelineRunner, SecondStage
 from edge.runtime.face_runner import FaceStageRunner
+from edge.runtime.layout import resolve_layout
 from edge.runtime.plate_runner import PlateStageRunner
 from edge.runtime.scheduler import BatchScheduler
 from edge.watchlist.plates import PlateWatchlistReloader
@@ -170,10 +172,12 @@ class Daemon:
                 analyses[camera.pipeline][camera.id] = CameraAnalysis(camera)
 
         for name, pipeline in self.plan.pipelines.items():
-            stage = pipeline.config.detect
-            detector = Detector(pipeline.model, pipeline.model_path, stage, site.runtime.providers,
-                                site.runtime.intra_op_threads)
-            self.detectors[name] = detector
+            layout = resolve_layout(site.runtime, pipeline.config.detect)
+            stage = pipeline.config.detect.model_copy(update={"batch_size": layout.batch_size})
+            # One session per worker, so the workers run inference at the same time.
+            workers = [Detector(pipeline.model, pipeline.model_path, stage, site.runtime.providers,
+                                layout.intra_op_threads) for _ in range(layout.inference_workers)]
+            self.detectors[name] = workers[0]
             stages: list[SecondStage] = []
             if pipeline.config.plates is not None:
                 plate_stage, plate_events = self._plate_stage(pipeline)
@@ -183,15 +187,17 @@ class Daemon:
                 stages.append(self._face_stage(pipeline, analyses[name]))
             runner = PipelineRunner(analyses[name], self._publish, site.publisher, stages)
             self.runners[name] = runner
-            self.schedulers[name] = BatchScheduler(name, detector, stage.batch_size, stage.max_wait_ms,
+            self.schedulers[name] = BatchScheduler(name, workers, stage.batch_size, stage.max_wait_ms,
                                                    runner.on_batch, self.stop_event)
 
         for camera in site.cameras:
             if not camera.enabled:
                 continue
             slot = self.schedulers[camera.pipeline].add_slot(camera.id)
-            reader = CameraReader(camera, self.plan.sources[camera.id], site.ingest, slot, self.stop_event)
-            self.cameras[camera.id] = CameraRuntime(camera, reader, analyses[camera.pipeline][camera.id])
+            analysis = analyses[camera.pipeline][camera.id]
+            gate = MotionGate(camera, lambda analysis=analysis: analysis.gate_tracks) if camera.motion_gating else None
+            reader = CameraReader(camera, self.plan.sources[camera.id], site.ingest, slot, self.stop_event, gate)
+            self.cameras[camera.id] = CameraRuntime(camera, reader, analysis)
 
     def _publish(self, topic: str, body: dict, images: list[bytes]) -> bool:
         return self.publisher.publish(topic, body, images)
@@ -224,8 +230,10 @@ class Daemon:
                  site.publisher.endpoint)
         for name, pipeline in self.plan.pipelines.items():
             detector = self.detectors[name]
-            log.info("pipeline %s: model %s (%s) on %s, batch %d, classes %s", name, pipeline.model.name,
-                     pipeline.model_path, detector.provider, detector.max_batch,
+            log.info("pipeline %s: model %s (%s) on %s, batch %d, %d inference worker(s) x %s thread(s), "
+                     "classes %s", name, pipeline.model.name, pipeline.model_path, detector.provider,
+                     detector.max_batch, len(self.schedulers[name].workers),
+                     detector.session.get_session_options().intra_op_num_threads or "auto",
                      ", ".join(pipeline.config.detect.classes))
             if pipeline.face_detector is not None:
                 persons = sum(len(gallery.current()) for gallery in self.face_galleries)
@@ -333,8 +341,8 @@ class Daemon:
 
 def format_counters(daemon: Daemon) -> str:
     """Render per-camera counters as a fixed-width table for the end of `edge run`."""
-    columns = ("camera_id", "state", "frames_decoded", "frames_skipped", "frames_dropped", "frames_inferred",
-               "reconnects", "detections_published", "plates_read", "last_frame_age_s")
+    columns = ("camera_id", "state", "frames_decoded", "frames_skipped", "frames_gated", "frames_dropped",
+               "frames_inferred", "reconnects", "detections_published", "plates_read", "last_frame_age_s")
     rows = []
     for runtime in daemon.cameras.values():
         counters = runtime.counters()

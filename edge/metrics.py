@@ -15,8 +15,8 @@ from aiohttp import web
 
 log = logging.getLogger(__name__)
 
-CAMERA_COUNTERS = ("frames_decoded", "frames_skipped", "frames_dropped", "frames_inferred", "reconnects",
-                   "decode_errors", "detections_published", "plates_read", "plates_invalid", "faces_seen",
+CAMERA_COUNTERS = ("frames_decoded", "frames_skipped", "frames_gated", "frames_dropped", "frames_inferred",
+                   "reconnects", "decode_errors", "detections_published", "plates_read", "plates_invalid", "faces_seen",
                    "faces_rejected", "face_hits")
 PIPELINE_COUNTERS = ("batches", "frames", "errors")
 PIPELINE_GAUGES = ("mean_batch_size", "mean_batch_ms")

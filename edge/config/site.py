@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 RTSP_SCHEMES = ("rtsp://", "rtsps://")
 PROVIDER_NAMES = ("tensorrt", "cuda", "cpu")
+
+
+MAX_IGNORE_ZONES = 32
+MAX_ZONE_POINTS = 64
+# A point [x, y] in coordinates normalised to the frame: 0..1 on both axes, origin at the top-left corner.
+ZonePoint = Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=2, max_length=2)]
+Polygon = Annotated[list[ZonePoint], Field(min_length=3, max_length=MAX_ZONE_POINTS)]
 
 
 class StrictModel(BaseModel):
@@ -75,6 +82,37 @@ class CameraConfig(StrictModel):
         description="A dedicated plate camera: search whole frames for plates instead of vehicle crops; its "
         "pipeline needs a [plates] stage.",
     )
+    motion_gating: bool = Field(
+        default=False,
+        description="Send a frame to the detector only when the scene moves, when the camera's tracker follows "
+        "a moving or lost object, or every keepalive_interval_s; count the others as frames_gated. A static "
+        "scene then costs a few detector calls a minute instead of max_fps per second. False sends every frame.",
+    )
+    motion_threshold: float = Field(
+        default=0.002,
+        ge=0.0001,
+        le=0.5,
+        description="Fraction of the cells of the downscaled grey frame (about 160 cells wide) that must differ "
+        "from the background for a frame to count as motion. Lowering it lets smaller or more distant objects "
+        "through, and more noise. Raising it ignores small changes such as rain or flicker, but an object must "
+        "cover more of the frame before the gate opens.",
+    )
+    keepalive_interval_s: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600,
+        description="With motion_gating, a frame goes to the detector at least this often, even in a static "
+        "scene. It confirms stationary objects and finds what moved too little to count as motion. Lowering it "
+        "finds such objects sooner and costs more detector calls. Raising it saves calls on static scenes.",
+    )
+    ignore_zones: list[Polygon] = Field(
+        default=[],
+        max_length=MAX_IGNORE_ZONES,
+        description="Polygons, each a list of at least 3 [x, y] points with coordinates normalised to the frame "
+        "(0..1, origin top-left), whose motion never opens the gate, such as a clock overlay or swaying trees. "
+        "Objects inside them are still detected in the frames that are sent. Each zone added makes motion in "
+        "that area invisible to the gate.",
+    )
 
     @field_validator("source")
     @classmethod
@@ -102,6 +140,27 @@ class CameraConfig(StrictModel):
     def _check_file_options(self) -> CameraConfig:
         if self.is_rtsp and self.loop:
             raise ValueError("'loop' applies only to file sources; remove it for an rtsp:// camera")
+        return self
+
+    @field_validator("ignore_zones")
+    @classmethod
+    def _check_zone_areas(cls, zones: list[list[list[float]]]) -> list[list[list[float]]]:
+        for index, zone in enumerate(zones):
+            # Shoelace formula; a zone with no area (all points on one line) covers no cell.
+            area = 0.5 * abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(zone, zone[1:] + zone[:1])))
+            if area < 1e-6:
+                raise ValueError(f"zone {index} has no area (its points lie on one line or repeat); give at "
+                                 "least 3 points that enclose the area to ignore")
+        return zones
+
+    @model_validator(mode="after")
+    def _check_keepalive(self) -> CameraConfig:
+        frame_interval_s = 1.0 / self.max_fps
+        if self.motion_gating and self.keepalive_interval_s <= frame_interval_s:
+            raise ValueError(
+                f"keepalive_interval_s ({self.keepalive_interval_s:g}) must be longer than the frame interval "
+                f"1/max_fps ({frame_interval_s:g} s), otherwise every frame is sent and motion_gating does nothing"
+            )
         return self
 
 
@@ -141,7 +200,24 @@ class RuntimeConfig(StrictModel):
         description="ONNX Runtime providers in order of preference; the first available one is used.",
     )
     intra_op_threads: int = Field(
-        default=0, ge=0, le=256, description="CPU threads per inference call; 0 lets ONNX Runtime choose."
+        default=0,
+        ge=0,
+        le=256,
+        description="CPU threads of each inference worker's ONNX Runtime session. 0 picks the device default. "
+        "On the CPU provider that is the usable cores divided by inference_workers (at least 1), so the "
+        "workers together use every core once. On CUDA or TensorRT, ONNX Runtime chooses. Raising it speeds "
+        "up one call on the CPU provider, but workers times threads above the cores only makes them compete.",
+    )
+    inference_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="Inference workers per pipeline. Each has its own ONNX Runtime session (one more copy of "
+        "the model in memory) with intra_op_threads threads, and all take batches from the pipeline's "
+        "scheduler, so one worker letterboxes and decodes while another runs the model. Raising it helps on "
+        "CPU boxes, where several single-threaded sessions use the cores better than one multi-threaded "
+        "session; on a GPU, batch_size is the main lever. Lowering it to 1 runs one batch at a time. Unset: "
+        "the device default, 2 on the CPU provider and 1 on CUDA or TensorRT (edge/runtime/layout.py).",
     )
 
 

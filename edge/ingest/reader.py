@@ -13,6 +13,7 @@ import av
 
 from edge.config.site import CameraConfig, IngestConfig
 from edge.ingest.decode import DamageGate, configure_decoder, frame_to_bgr
+from edge.ingest.motion_gate import GateReason, MotionGate
 from edge.ingest.redact import redact_url
 from edge.ingest.slot import FramePacket, LatestFrameSlot
 
@@ -44,6 +45,7 @@ class CameraCounters:
     frames_skipped: int = 0  # decoded but above max_fps, so never offered to inference
     # Packets the decoder rejected plus frames discarded as damaged (see DamageGate); never offered either.
     decode_errors: int = 0
+    frames_gated: int = 0  # within max_fps, but held back by the motion gate: no motion, no moving track
     reconnects: int = 0
     last_frame_monotonic: float | None = None
     last_error: str | None = None
@@ -86,13 +88,14 @@ class CameraReader(threading.Thread):
     """Reads one camera into its slot until `stop` is set; `run` logs stream errors and retries instead of raising."""
 
     def __init__(self, camera: CameraConfig, source: str, ingest: IngestConfig, slot: LatestFrameSlot,
-                 stop: threading.Event):
+                 stop: threading.Event, gate: MotionGate | None = None):
         super().__init__(name=f"reader-{camera.id}", daemon=True)
         self.camera = camera
         self.source = source
         self.ingest = ingest
         self.slot = slot
         self.stop_event = stop
+        self.gate = gate
         self.counters = CameraCounters()
         self.state = ReaderState.CONNECTING
         self.is_file = not camera.is_rtsp
@@ -204,9 +207,16 @@ class CameraReader(threading.Thread):
                     continue
                 if self.is_file and self.camera.realtime and not self._wait_for_media_time(media_time_s):
                     return
+                frame_bgr = frame_to_bgr(frame, self.camera.max_frame_width)
+                # The gate runs here rather than in the scheduler, so a gated frame never wakes the scheduler or
+                # replaces a waiting frame. The BGR frame is at hand, and the nogil kernel lets readers measure
+                # in parallel.
+                if self.gate is not None and self.gate.check(frame_bgr, media_time_s) is GateReason.GATED:
+                    self.counters.frames_gated += 1
+                    continue
                 self.slot.put(FramePacket(
                     camera_id=self.camera.id,
-                    frame_bgr=frame_to_bgr(frame, self.camera.max_frame_width),
+                    frame_bgr=frame_bgr,
                     frame_time_utc=self._next_frame_time_utc(),
                     frame_index=self.counters.frames_decoded - 1,
                 ))

@@ -13,6 +13,9 @@ class CameraAnalysis:
     camera: CameraConfig
     tracker: Tracker = field(default_factory=Tracker)
     frames_inferred: int = 0
+    # Tracks that keep the motion gate open. The scheduler thread counts them after each update, and the reader
+    # thread reads this int, so the reader never walks the tracker's list while it changes.
+    gate_tracks: int = 0
     messages_published: int = 0
     detections_published: int = 0
     plates_read: int = 0

@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.config.pipeline import COCO_CLASSES, DetectStage
 from edge.core.decode import Candidates, decode_yolov8, decode_yolox, yolox_grid
-from edge.core.letterbox import InputSpec, Letterbox, boxes_to_source, letterbox_into
+from edge.core.letterbox import InputSpec, Letterbox, boxes_to_source, letterbox_into, resize_scratch
 from edge.core.nms import nms
 from edge.models.manifest import ModelEntry
 from edge.runtime.session import load_model
@@ -65,6 +65,7 @@ class Detector:
         self.grid, self.strides = yolox_grid(width, height)
         # One preallocated input buffer, reused for every call; the lock keeps two callers from sharing it.
         self._batch = np.zeros((self.max_batch, 3, height, width), dtype=np.float32)
+        self._resize_scratch = resize_scratch(self.spec)
         self._lock = threading.Lock()
 
     def detect(self, frames_bgr: list[np.ndarray]) -> list[Detections]:
@@ -77,7 +78,8 @@ class Detector:
 
     def _detect_chunk(self, frames_bgr: list[np.ndarray]) -> list[Detections]:
         count = len(frames_bgr)
-        letterboxes = [letterbox_into(frame, self.spec, self._batch[i]) for i, frame in enumerate(frames_bgr)]
+        letterboxes = [letterbox_into(frame, self.spec, self._batch[i], self._resize_scratch)
+                       for i, frame in enumerate(frames_bgr)]
         (raw,) = self.session.run(None, {self.input_name: self._batch[:count]})[:1]
         return [self._postprocess(raw[i], letterbox) for i, letterbox in enumerate(letterboxes)]
 

@@ -11,6 +11,7 @@ from edge.bus.schema import TOPIC_DETECTIONS, detections_body
 from edge.config import PublisherConfig
 from edge.events.feed import FeedEvent
 from edge.events.snapshot import encode_jpegs
+from edge.ingest.motion_gate import count_gate_tracks
 from edge.ingest.slot import FramePacket
 from edge.runtime.analysis import CameraAnalysis
 from edge.runtime.detector import Detections
@@ -48,6 +49,7 @@ class PipelineRunner:
             analysis = self.cameras[packet.camera_id]
             analysis.frames_inferred += 1
             update = analysis.tracker.update(detections)
+            analysis.gate_tracks = count_gate_tracks(analysis.tracker.tracks)
             ended[packet.camera_id] = [track.track_id for track in update.ended]
             self._publish_detections(packet, detections, update.track_ids, analysis)
             for stage in self.stages:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.config.pipeline import COCO_CLASSES
+from edge.core.iou import iou_matrix
 from edge.runtime.detector import Detections
 
 # Detectors often flip one vehicle between car, truck and bus from frame to frame, so these classes may
@@ -48,18 +49,6 @@ class TrackUpdate:
 
     track_ids: np.ndarray  # (K,) int64, aligned with the frame's detections
     ended: list[Track]
-
-
-def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes."""
-    if len(boxes_a) == 0 or len(boxes_b) == 0:
-        return np.zeros((len(boxes_a), len(boxes_b)), dtype=np.float32)
-    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    intersection = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area_a = (boxes_a[:, 2:] - boxes_a[:, :2]).clip(0).prod(axis=1)
-    area_b = (boxes_b[:, 2:] - boxes_b[:, :2]).clip(0).prod(axis=1)
-    return intersection / np.maximum(area_a[:, None] + area_b[None, :] - intersection, 1e-9)
 
 
 def _greedy_match(ious: np.ndarray, min_iou: float) -> list[tuple[int, int]]:

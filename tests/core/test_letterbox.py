@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import cv2
 import numpy as np
 import pytest
 
-from edge.core.letterbox import InputSpec, boxes_to_input, boxes_to_source, letterbox_into, plan_letterbox
+from edge.core.letterbox import (InputSpec, boxes_to_input, boxes_to_source, letterbox_into, plan_letterbox,
+                                 resize_scratch)
 
 SIZES = [(768, 432), (432, 768), (1920, 1080), (416, 416), (100, 37), (3000, 20)]
 
@@ -71,3 +74,35 @@ def test_rejects_non_bgr_input():
     out = np.zeros((3, 416, 416), dtype=np.float32)
     with pytest.raises(ValueError, match="expected a HxWx3 uint8 BGR frame, got shape"):
         letterbox_into(np.zeros((10, 10), dtype=np.uint8), spec, out)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (432, 768), (416, 416), (100, 37)])
+def test_scratch_resize_matches_plain_resize(width, height):
+    spec = InputSpec(416, 416, "bgr", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "top-left", 114)
+    frame = np.random.default_rng(width).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    plain = np.zeros((3, 416, 416), dtype=np.float32)
+    in_place = np.full((3, 416, 416), -1.0, dtype=np.float32)
+    letterbox_into(frame, spec, plain)
+    letterbox_into(frame, spec, in_place, resize_scratch(spec))
+    np.testing.assert_array_equal(in_place, plain)
+    np.testing.assert_allclose(in_place, reference_letterbox(frame, spec), rtol=1e-5, atol=1e-4)
+
+
+def test_scratch_path_allocates_no_frame_sized_array():
+    """With a scratch buffer, letterboxing a 1080p frame allocates no array, only small Python objects."""
+    spec = InputSpec(416, 416, "rgb", (0.0, 0.0, 0.0), (255.0, 255.0, 255.0), "centre", 114)
+    frame = np.random.default_rng(3).integers(0, 256, size=(1080, 1920, 3), dtype=np.uint8)
+    out = np.zeros((3, 416, 416), dtype=np.float32)
+    scratch = resize_scratch(spec)
+    letterbox_into(frame, spec, out, scratch)  # compiles the kernel and fills the normalisation cache
+
+    def peak_bytes(buffer) -> int:
+        tracemalloc.start()
+        letterbox_into(frame, spec, out, buffer)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+
+    resized_bytes = 416 * 234 * 3
+    assert peak_bytes(None) >= resized_bytes, "the check must see the resize allocation of the plain path"
+    assert peak_bytes(scratch) < resized_bytes / 10

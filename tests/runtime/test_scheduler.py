@@ -52,7 +52,7 @@ def test_cameras_share_calls_and_rotate(real_detector):
     detector = RecordingDetector(real_detector, camera_of_frame)
     results: list[tuple[str, int]] = []
     stop = threading.Event()
-    scheduler = BatchScheduler("detect", detector, batch_size=4, max_wait_ms=100,
+    scheduler = BatchScheduler("detect", [detector], batch_size=4, max_wait_ms=100,
                                on_batch=lambda packets, dets: results.extend(
                                    (packet.camera_id, len(d)) for packet, d in zip(packets, dets)),
                                stop=stop)
@@ -89,7 +89,7 @@ def test_inference_error_is_counted_and_survived():
 
     stop = threading.Event()
     delivered = []
-    scheduler = BatchScheduler("detect", FailingOnce(), batch_size=1, max_wait_ms=0,
+    scheduler = BatchScheduler("detect", [FailingOnce()], batch_size=1, max_wait_ms=0,
                                on_batch=lambda packets, dets: delivered.extend(p.frame_index for p in packets),
                                stop=stop)
     slot = scheduler.add_slot("cam")
@@ -117,7 +117,7 @@ def test_processing_check_detects_stall():
 
     detector = Hanging()
     stop = threading.Event()
-    scheduler = BatchScheduler("detect", detector, batch_size=1, max_wait_ms=0,
+    scheduler = BatchScheduler("detect", [detector], batch_size=1, max_wait_ms=0,
                                on_batch=lambda packets, dets: None, stop=stop)
     slot = scheduler.add_slot("cam")
     assert not scheduler.is_processing(stall_s=1.0)  # not started yet
