@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edge.machine import cpu_model
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "demo.toml"
 STOP_TIMEOUT_S = 30.0
@@ -78,14 +80,7 @@ def growth_per_hour(samples: list[Sample], duration_s: float) -> dict[str, float
 
 
 def machine_facts() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "logical_cores": os.cpu_count(), "kernel": platform.release(),
             "python": platform.python_version()}
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import av
 
+from edge.machine import cpu_model
 from edge.ingest.decode import configure_decoder, frame_to_bgr
 from edge.ingest.reader import FrameRateLimiter
 
@@ -190,14 +191,7 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> tuple[ClipInfo, list[C
 
 
 def machine_facts() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(), "av": av.__version__,
             "libavcodec": ".".join(map(str, av.library_versions["libavcodec"]))}
 

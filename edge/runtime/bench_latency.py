@@ -10,9 +10,6 @@ a few batch times instead of growing with the load. The bench reports and assert
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -23,10 +20,9 @@ from edge.config.pipeline import DetectStage
 from edge.config.site import RuntimeConfig
 from edge.ingest.slot import FramePacket
 from edge.runtime.bench_support import (BenchError, PipelineRun, WorkerLayout, build_workers, load_frames,
-                                        machine_facts, measure_saturated, start_pipeline)
+                                        machine_facts, measure_saturated, print_report, start_pipeline)
 from edge.runtime.detector import Detector
 from edge.runtime.layout import resolve_layout
-from edge.runtime.session import SessionError
 
 FRAME_POOL = 16
 OVERLOADS = (2.0, 4.0)  # offered load as a multiple of the measured capacity
@@ -199,13 +195,7 @@ def format_report(report: dict) -> str:
 
 
 def cmd_bench_latency(args: argparse.Namespace) -> int:
-    try:
-        report = run_bench(args)
-    except (BenchError, SessionError) as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
+    return print_report(args, run_bench, format_report)
 
 
 def _frame_rate(text: str) -> float:

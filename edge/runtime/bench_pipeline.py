@@ -10,9 +10,7 @@ lands on every case. The bench reports medians and ratios and asserts nothing ab
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,12 +19,11 @@ import numpy as np
 
 from edge.config.pipeline import DetectStage
 from edge.config.site import RuntimeConfig
-from edge.runtime.bench_support import (BenchError, WorkerLayout, build_workers, load_frames, machine_facts,
-                                        measure_saturated)
+from edge.runtime.bench_support import (WorkerLayout, build_workers, load_frames, machine_facts, measure_saturated,
+                                        print_report)
 from edge.core.letterbox import letterbox_into
 from edge.runtime.detector import Detector
 from edge.runtime.layout import resolve_layout
-from edge.runtime.session import SessionError
 
 WARM_UP_S = 0.5
 FRAME_POOL = 16
@@ -200,13 +197,7 @@ def format_report(report: dict) -> str:
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    try:
-        report = run_bench(args)
-    except (BenchError, SessionError) as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
+    return print_report(args, run_bench, format_report)
 
 
 def add_bench_pipeline_parser(bench_commands: argparse._SubParsersAction) -> None:

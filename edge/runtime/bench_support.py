@@ -6,8 +6,11 @@ inference, post-processing and tracking, not decoding.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,12 +28,14 @@ from edge.config.pipeline import DetectStage
 from edge.config.site import CameraConfig
 from edge.ingest.decode import frame_to_bgr
 from edge.ingest.slot import FramePacket, LatestFrameSlot
+from edge.machine import cpu_model
 from edge.models.manifest import AssetError, find_file, load_manifest, media_dirs, model_dirs, resolve_file
 from edge.runtime.analysis import CameraAnalysis
 from edge.runtime.detector import Detector
 from edge.runtime.layout import usable_cores
 from edge.runtime.pipeline import PipelineRunner, PublishFunction
 from edge.runtime.scheduler import BatchScheduler
+from edge.runtime.session import SessionError
 
 MODEL_NAME = "yolox_nano_416"
 CLIP_NAMES = ("car-detection", "one-by-one-person-detection")
@@ -199,15 +204,20 @@ def measure_saturated(workers: list[Detector], batch_size: int, cameras: int, fr
 
 
 def machine_facts(providers: list[str]) -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": f"{os.cpu_count()} logical, {usable_cores()} usable by this process",
             "kernel": platform.release(), "python": platform.python_version(), "onnxruntime": ort.__version__,
             "providers": ", ".join(providers), "numba": numba.__version__, "numpy": np.__version__,
             "opencv": cv2.__version__, "av": av.__version__, "model": MODEL_NAME}
+
+
+def print_report(args: argparse.Namespace, run_bench: Callable[[argparse.Namespace], dict],
+                 format_report: Callable[[dict], str]) -> int:
+    """Run a bench and print its report as a table, or as JSON with --json; return the exit code."""
+    try:
+        report = run_bench(args)
+    except (BenchError, SessionError) as error:
+        print(f"bench failed: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
