@@ -59,6 +59,7 @@ class CameraRuntime:
         analysis = self.analysis
         return {
             "camera_id": self.camera.id,
+            "camera_name": self.camera.name,
             "state": self.reader.state.value,
             **self.reader.counters.snapshot(),
             "frames_dropped": self.reader.slot.dropped,

@@ -18,7 +18,8 @@ from edge.web.auth import DEFAULT_SCRYPT, ScryptParams
 from edge.web.intake import FeedIntake
 from edge.web.keys import CONFIG_KEY, HIT_STORE_KEY, INTAKE_KEY, LIVE_HUB_KEY, WATCHLIST_KEY
 from edge.web.live import LiveHub
-from edge.web.render import render_fragment, setup_rendering
+from edge.web.camera_names import CameraNames
+from edge.web.render import TEMPLATES_KEY, render_fragment, setup_rendering
 from edge.web.routes_auth import add_auth_routes
 from edge.web.routes_cameras import add_camera_routes
 from edge.web.routes_hits import add_hit_routes
@@ -50,6 +51,7 @@ def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | Non
     app.middlewares.insert(0, error_page_middleware)
     app[HIT_STORE_KEY] = HitStore(data_dir)
     app[WATCHLIST_KEY] = WatchlistStore(data_dir / WATCHLIST_DATABASE)
+    app[TEMPLATES_KEY].globals["camera_label"] = CameraNames(app[HIT_STORE_KEY]).label
     app[LIVE_HUB_KEY] = LiveHub(lambda hit, language: render_fragment(app, "_hit_row.html", language, hit=hit))
 
     add_auth_routes(app)

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "hits.sqlite3"
 MEDIA_DIR = "media"
 # Version of the tables below, kept in PRAGMA user_version; a newer file is rejected instead of misread.
-STORE_VERSION = 1
+STORE_VERSION = 2
 BUSY_TIMEOUT_S = 10.0
 
 MAX_ACK_NOTE_CHARS = 2000
@@ -127,6 +127,7 @@ CREATE TABLE IF NOT EXISTS cameras (
     sent_at TEXT,
     updated_at TEXT NOT NULL,
     updated_at_s REAL NOT NULL,
+    camera_name TEXT,
     PRIMARY KEY (publisher_id, camera_id)
 );
 """
@@ -262,6 +263,7 @@ class CameraStatus:
     last_error: str | None
     last_frame_age_s: float | None
     updated_at: str  # when the store received the health message, UTC ISO 8601
+    camera_name: str | None = None  # the name in the daemon's site config; None from daemons before it was sent
 
 
 @dataclass(frozen=True)
@@ -373,6 +375,9 @@ class HitStore:
             log.warning("hit store %s: WAL mode is not available on this file system; searches will wait "
                         "for writes", self.database_path)
         connection.executescript(_SCHEMA)
+        if version == 1:
+            # Version 2 adds the camera's configured name, which health messages carry since then.
+            connection.execute("ALTER TABLE cameras ADD COLUMN camera_name TEXT")
         connection.execute(f"PRAGMA user_version={STORE_VERSION}")
 
     @contextmanager
@@ -649,16 +654,17 @@ class HitStore:
                 fps = round(frames / elapsed_s, 2)
         connection.execute(
             "INSERT INTO cameras (publisher_id, camera_id, state, frames_decoded, fps, frames_dropped, reconnects, "
-            "last_error, last_frame_age_s, uptime_s, sent_at, updated_at, updated_at_s) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "last_error, last_frame_age_s, uptime_s, sent_at, updated_at, updated_at_s, camera_name) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (publisher_id, camera_id) DO UPDATE SET state = excluded.state, "
             "frames_decoded = excluded.frames_decoded, fps = excluded.fps, frames_dropped = excluded.frames_dropped, "
             "reconnects = excluded.reconnects, last_error = excluded.last_error, "
             "last_frame_age_s = excluded.last_frame_age_s, uptime_s = excluded.uptime_s, sent_at = excluded.sent_at, "
-            "updated_at = excluded.updated_at, updated_at_s = excluded.updated_at_s",
+            "updated_at = excluded.updated_at, updated_at_s = excluded.updated_at_s, "
+            "camera_name = COALESCE(excluded.camera_name, cameras.camera_name)",
             (publisher_id, camera_id, _text(camera, "state"), frames_decoded, fps, _integer(camera, "frames_dropped"),
              _integer(camera, "reconnects"), _text(camera, "last_error"), _number(camera, "last_frame_age_s"),
-             uptime_s, sent_at, utc_iso(now), now),
+             uptime_s, sent_at, utc_iso(now), now, _text(camera, "camera_name")),
         )
 
     def camera_status(self) -> list[CameraStatus]:
@@ -666,7 +672,7 @@ class HitStore:
         with self._use() as connection:
             rows = connection.execute(
                 "SELECT publisher_id, camera_id, state, frames_decoded, fps, frames_dropped, reconnects, last_error, "
-                "last_frame_age_s, updated_at FROM cameras ORDER BY publisher_id, camera_id"
+                "last_frame_age_s, updated_at, camera_name FROM cameras ORDER BY publisher_id, camera_id"
             ).fetchall()
         return [CameraStatus(*row) for row in rows]
 

@@ -319,7 +319,8 @@ def health_message(uptime_s: float, frames_decoded: int) -> dict:
     return {
         "schema": 1, "publisher_id": "hub-07", "sequence": 100 + int(uptime_s), "sent_at": "2026-12-04T02:00:00.000Z",
         "uptime_s": uptime_s,
-        "cameras": [{"camera_id": "gate-north", "state": "streaming", "frames_decoded": frames_decoded,
+        "cameras": [{"camera_id": "gate-north", "camera_name": "北门入口", "state": "streaming",
+                     "frames_decoded": frames_decoded,
                      "frames_dropped": 4, "reconnects": 2, "last_error": None, "last_frame_age_s": 0.04},
                     {"camera_id": "gate-south", "state": "backoff", "frames_decoded": 0, "frames_dropped": 0,
                      "reconnects": 7, "last_error": "rtsp://***@10.0.0.9/live: connection refused",
@@ -365,3 +366,14 @@ async def test_unknown_page_is_translated_404(app_and_client):
         text = await response.text()
         assert "页面不存在。" in text, path
         assert 'href="/search"' in text, "the error page keeps the navigation"
+
+
+async def test_pages_show_camera_names(app_and_client):
+    app, client = app_and_client
+    app[HIT_STORE_KEY].update_health(health_message(10.0, 100))
+    await log_in(client, "viewer")
+    for path in ("/", "/hits/1", "/cameras"):
+        text = await (await client.get(path)).text()
+        assert "北门入口 (gate-north)" in text, path
+    # A camera whose daemon sent no name keeps its id.
+    assert "<td>gate-south</td>" in await (await client.get("/cameras")).text()

@@ -711,5 +711,25 @@ def test_newer_store_version_is_rejected(tmp_path):
     connection = sqlite3.connect(tmp_path / DATABASE_NAME)
     connection.execute("PRAGMA user_version=99")
     connection.close()
-    with pytest.raises(StoreError, match="has store version 99, this program reads up to 1"):
+    with pytest.raises(StoreError, match="has store version 99, this program reads up to 2"):
         HitStore(tmp_path)
+
+
+def test_version_1_database_gains_camera_names(tmp_path):
+    """A database written before camera names were stored opens, keeps its rows and stores names from then on."""
+    store = HitStore(tmp_path)
+    store.update_health({"schema": 1, "publisher_id": "hub-07", "uptime_s": 5.0,
+                         "cameras": [{"camera_id": "gate-north", "frames_decoded": 10}]})
+    store.close()
+    with sqlite3.connect(tmp_path / "hits.sqlite3") as connection:
+        connection.execute("ALTER TABLE cameras DROP COLUMN camera_name")
+        connection.execute("PRAGMA user_version=1")
+    reopened = HitStore(tmp_path)
+    (old,) = reopened.camera_status()
+    assert old.camera_name is None
+    reopened.update_health({"schema": 1, "publisher_id": "hub-07", "uptime_s": 10.0,
+                            "cameras": [{"camera_id": "gate-north", "camera_name": "北门入口", "frames_decoded": 20}]})
+    (named,) = reopened.camera_status()
+    assert named.camera_name == "北门入口"
+    assert named.frames_decoded == 20
+    reopened.close()
