@@ -20,6 +20,7 @@ from edge.web.keys import CONFIG_KEY, HIT_STORE_KEY, INTAKE_KEY, LIVE_HUB_KEY, W
 from edge.web.live import LiveHub
 from edge.web.camera_names import CameraNames
 from edge.web.render import TEMPLATES_KEY, render_fragment, setup_rendering
+from edge.web.routes_account import add_account_routes
 from edge.web.routes_auth import add_auth_routes
 from edge.web.routes_cameras import add_camera_routes
 from edge.web.routes_hits import add_hit_routes
@@ -55,6 +56,7 @@ def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | Non
     app[LIVE_HUB_KEY] = LiveHub(lambda hit, language: render_fragment(app, "_hit_row.html", language, hit=hit))
 
     add_auth_routes(app)
+    add_account_routes(app)
     add_hit_routes(app)
     add_watchlist_routes(app)
     add_camera_routes(app)

@@ -85,6 +85,7 @@ ROUTES = [
     ("GET", "/hits/1/annotated.jpg", "viewer"),
     ("POST", "/hits/1/ack", "investigator"),
     ("GET", "/cameras", "viewer"),
+    ("GET", "/account", "viewer"),
     ("GET", "/watchlists/plates", "admin"),
     ("POST", "/watchlists/plates", "admin"),
     ("GET", "/watchlists/faces", "admin"),
@@ -377,3 +378,35 @@ async def test_pages_show_camera_names(app_and_client):
         assert "北门入口 (gate-north)" in text, path
     # A camera whose daemon sent no name keeps its id.
     assert "<td>gate-south</td>" in await (await client.get("/cameras")).text()
+
+
+@pytest.mark.parametrize("role", ["viewer", "investigator", "admin"])
+async def test_change_own_password(aiohttp_client, tmp_path, web_config, role):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, role)
+    token = await page_csrf_token(client)
+    new_password = f"{role}-new-password-2"
+    form = {"csrf_token": token, "current_password": PASSWORDS[role], "new_password": new_password,
+            "repeat_password": new_password}
+    response = await client.post("/account/password", data=form, allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == "/login"
+    # The change ended this session, and only the new password logs in.
+    assert (await client.get("/", allow_redirects=False)).status == 302
+    assert (await log_in(client, role)).status == 200
+    assert (await log_in(client, role, new_password)).status == 303
+    assert app[AUDIT_LOG_KEY].query(1, 50, action="user_password").records[0].user == role
+
+
+@pytest.mark.parametrize("current, new, repeat, status, shown", [
+    ("wrong-password-9", "viewer-new-password-2", "viewer-new-password-2", 400, "当前密码不正确"),
+    (PASSWORDS["viewer"], "viewer-new-password-2", "viewer-new-password-3", 400, "两次输入的新密码不一致"),
+    (PASSWORDS["viewer"], "short", "short", 400, "密码太短"),
+])
+async def test_change_own_password_rejected(aiohttp_client, tmp_path, web_config, current, new, repeat, status, shown):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, "viewer")
+    token = await page_csrf_token(client)
+    response = await client.post("/account/password", data={
+        "csrf_token": token, "current_password": current, "new_password": new, "repeat_password": repeat})
+    assert response.status == status
+    assert shown in await response.text()
+    assert app[USER_STORE_KEY].authenticate("viewer", PASSWORDS["viewer"]) is not None
