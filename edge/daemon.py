@@ -33,6 +33,7 @@ from edge.runtime.face_runner import FaceStageRunner
 from edge.runtime.layout import resolve_layout
 from edge.runtime.plate_runner import PlateStageRunner
 from edge.runtime.scheduler import BatchScheduler
+from edge.track.tracker import Tracker
 from edge.watchlist.plates import PlateWatchlistReloader
 from edge.watchlist.faces import FaceGalleryReloader, FaceWatchlist
 from edge.watchlist.remote import WatchlistPuller, read_token_file
@@ -170,7 +171,8 @@ class Daemon:
         analyses: dict[str, dict[str, CameraAnalysis]] = {name: {} for name in self.plan.pipelines}
         for camera in site.cameras:
             if camera.enabled:
-                analyses[camera.pipeline][camera.id] = CameraAnalysis(camera)
+                tracker = Tracker(self.plan.pipelines[camera.pipeline].config.track)
+                analyses[camera.pipeline][camera.id] = CameraAnalysis(camera, tracker)
 
         for name, pipeline in self.plan.pipelines.items():
             layout = resolve_layout(site.runtime, pipeline.config.detect)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.config.site import StrictModel
 
@@ -56,6 +56,52 @@ class DetectStage(StrictModel):
         if unknown:
             raise ValueError(f"unknown class names {unknown}; allowed: the 80 COCO names, such as person, car, bus")
         return classes
+
+
+class TrackStage(StrictModel):
+    """Per-camera tracker in the style of ByteTrack: high-score detections first, then low-score ones."""
+
+    high_score: float = Field(
+        default=0.5, gt=0, lt=1,
+        description="Detections at or above this score are matched first and may start tracks. Raising it starts "
+        "fewer tracks on clutter but starts real ones later and leaves more objects to the low-score pass; lowering "
+        "it gives ids to more false detections.",
+    )
+    low_score: float = Field(
+        default=0.1, ge=0, lt=1,
+        description="Detections from this score up to high_score only continue tracks that were matched in the "
+        "frame before; lower scores are ignored. Lowering it bridges more partial occlusions but lets clutter "
+        "continue a track. Scores under the detector's score_threshold never reach the tracker.",
+    )
+    match_iou: float = Field(
+        default=0.3, gt=0, lt=1,
+        description="Minimum IoU between a track's predicted box and a high-score detection. Lowering it follows "
+        "fast or erratic objects but swaps ids between neighbours more; raising it starts new ids more often.",
+    )
+    low_match_iou: float = Field(
+        default=0.5, gt=0, lt=1,
+        description="Minimum IoU for a low-score detection to continue a track. Stricter than match_iou because low "
+        "scores are less reliable; lowering it keeps more partly hidden objects, at more wrong continuations.",
+    )
+    lost_buffer_s: float = Field(
+        default=1.0, gt=0, le=60,
+        description="Seconds a track survives without a match, counted from the first analysed frame that missed "
+        "it, keeping its id for an object that reappears. Raising it bridges longer occlusions but keeps stale "
+        "tracks, delays their end (and the plate of a track that ends), and keeps motion gating open longer.",
+    )
+    min_hits: int = Field(
+        default=1, ge=1, le=10,
+        description="Matches in consecutive frames before a track gets an id. Detections of a younger track carry "
+        "track id -1. Raising it drops one-frame false detections but leaves each object's first frames without "
+        "an id, so the plate and face stages skip them.",
+    )
+
+    @model_validator(mode="after")
+    def _check_score_order(self) -> TrackStage:
+        if self.low_score >= self.high_score:
+            raise ValueError(f"low_score ({self.low_score:g}) must be below high_score ({self.high_score:g}). "
+                             "Lower low_score or raise high_score")
+        return self
 
 
 VEHICLE_CLASSES = ("car", "bus", "truck", "motorcycle")
@@ -156,5 +202,6 @@ class PipelineConfig(StrictModel):
 
     name: str = Field(pattern=r"^[a-z0-9_-]+$", description="Pipeline name; cameras refer to it.")
     detect: DetectStage
+    track: TrackStage = Field(default_factory=TrackStage)
     plates: PlateStage | None = None
     faces: FaceStage | None = None

@@ -11,7 +11,7 @@ from edge.track.tracker import Tracker
 @dataclass
 class CameraAnalysis:
     camera: CameraConfig
-    tracker: Tracker = field(default_factory=Tracker)
+    tracker: Tracker = field(default_factory=Tracker)  # built from the pipeline's [track] table by the daemon
     frames_inferred: int = 0
     # Tracks that keep the motion gate open. The scheduler thread counts them after each update, and the reader
     # thread reads this int, so the reader never walks the tracker's list while it changes.

@@ -48,7 +48,10 @@ class PipelineRunner:
         for packet, detections in zip(packets, results):
             analysis = self.cameras[packet.camera_id]
             analysis.frames_inferred += 1
-            update = analysis.tracker.update(detections)
+            # The decode time, so the tracker predicts over the real gap when frames were skipped or dropped.
+            # NOTE: a file read with realtime = false decodes faster than its video runs. There the tracker gets
+            # shorter intervals than the video's, and lost_buffer_s spans more of the video.
+            update = analysis.tracker.update(detections, packet.frame_time_utc)
             analysis.gate_tracks = count_gate_tracks(analysis.tracker.tracks)
             ended[packet.camera_id] = [track.track_id for track in update.ended]
             self._publish_detections(packet, detections, update.track_ids, analysis)

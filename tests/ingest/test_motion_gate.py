@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from edge.config.pipeline import TrackStage
 from edge.config.site import CameraConfig
 from edge.ingest.motion_gate import GateReason, MotionGate, count_gate_tracks, decide, keeps_gate_open
 from edge.runtime.detector import Detections
@@ -85,7 +86,8 @@ def test_moving_car_keeps_gate_open():
 
 
 def test_lost_object_keeps_gate_until_end():
-    tracker = Tracker(max_misses=3)
+    # At the nominal 0.1 s per untimed frame, a 0.25 s buffer keeps the lost track for three missed frames.
+    tracker = Tracker(TrackStage(lost_buffer_s=0.25))
     for _ in range(4):
         tracker.update(detections([200, 150, 400, 260]))
     assert count_gate_tracks(tracker.tracks) == 0
