@@ -15,75 +15,31 @@ import socket
 import struct
 import threading
 
+from tests.support.relay import LocalRelay
+
 RTP_HEADER_BYTES = 12
 # H.265 FU packets start with a 2-byte payload header and a 1-byte FU header; H.264 FU-A needs 2 of them.
 KEPT_PAYLOAD_BYTES = 3
 
 
-class CorruptingProxy:
+class CorruptingProxy(LocalRelay):
     def __init__(self, upstream_port: int, flip_fraction: float = 0.02, seed: int = 7):
-        self.upstream_port = upstream_port
         self.flip_fraction = flip_fraction
         self.corrupting = threading.Event()
         self.packets_corrupted = 0
         self._random = random.Random(seed)
-        self._closed = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen()
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream_port)
 
-    def close(self) -> None:
-        self._closed.set()
-        self.listener.close()
-        for sock in self._sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            except OSError:
-                client.close()
-                continue
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._forward, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._forward_damaging, args=(upstream, client), daemon=True).start()
-
-    def _forward(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            _shut(source, target)
-
-    def _forward_damaging(self, source: socket.socket, target: socket.socket) -> None:
+    def forward_to_client(self, source: socket.socket, target: socket.socket) -> None:
         buffer = bytearray()
-        try:
-            while data := source.recv(65536):
-                buffer += data
-                while (size := _next_message_size(buffer)) is not None:
-                    message = buffer[:size]
-                    del buffer[:size]
-                    if message[:1] == b"$" and message[1] % 2 == 0 and self.corrupting.is_set():
-                        self._damage(message)
-                    target.sendall(message)
-        except OSError:
-            pass
-        finally:
-            _shut(source, target)
+        while data := source.recv(65536):
+            buffer += data
+            while (size := _next_message_size(buffer)) is not None:
+                message = buffer[:size]
+                del buffer[:size]
+                if message[:1] == b"$" and message[1] % 2 == 0 and self.corrupting.is_set():
+                    self._damage(message)
+                target.sendall(message)
 
     def _damage(self, message: bytearray) -> None:
         rtp = 4  # offset of the RTP packet after the interleave header
@@ -119,10 +75,3 @@ def _next_message_size(buffer: bytearray) -> int | None:
             size += int(value.strip())
     return size if len(buffer) >= size else None
 
-
-def _shut(*sockets: socket.socket) -> None:
-    for sock in sockets:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
