@@ -72,7 +72,7 @@ def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | Non
 
 @web.middleware
 async def error_page_middleware(request: web.Request, handler):
-    """Answer an oversized upload and an unknown page with a page in the user's language."""
+    """Return a page in the user's language for an oversized upload (413) and an unknown path (404)."""
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:

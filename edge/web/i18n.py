@@ -1,6 +1,6 @@
 """Message catalogues: every string a page shows comes from edge/web/locales/<language>/*.toml.
 
-Each file holds flat `key = "text"` pairs, optionally under [section] tables (the key is then
+Each file contains flat `key = "text"` pairs, optionally under [section] tables (the key is then
 `section.key`). Texts use str.format fields, such as "{count} hits". Files are split by page area so
 that areas can be changed independently; keys must be unique across the files of one language.
 """

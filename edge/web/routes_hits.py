@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 from datetime import datetime
 
 import cv2
@@ -18,14 +19,17 @@ from edge.plates.grammar import COLOURS, PLATE_TYPES
 from edge.web.i18n import Translator
 from edge.web.render import HIT_TOPICS, TIMEZONE_KEY, local_time, render, request_language, translator
 from edge.web.security import require_role
-from edge.web.store import HitQuery, StoredHit
+from edge.web.store import MAX_ACK_NOTE_CHARS, AlreadyAcknowledgedError, HitQuery, StoredHit
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 LIVE_ROWS = 50
 # Rows in one CSV export; a larger result must be narrowed first, so one click never dumps the database.
 MAX_EXPORT_ROWS = 10_000
 EXPORT_PAGE_SIZE = 500
-MAX_NOTE_CHARS = 2000
+# The store enforces the same bound; the page checks it first to show the error in the user's language.
+MAX_NOTE_CHARS = MAX_ACK_NOTE_CHARS
 PLATE_MODES = ("exact", "prefix", "wildcard")
 HIT_TYPES = ("hits", "hit.plate", "hit.face", "plate")
 BOX_COLOUR_BGR = (0, 0, 255)
@@ -204,17 +208,19 @@ async def hit_page(request: web.Request) -> web.Response:
 @require_role("investigator")
 async def acknowledge(request: web.Request) -> web.Response:
     hit = await _hit_or_404(request)
-    if hit.acked_at is not None:
-        # The first acknowledgement stays on record; a second one would hide who acted first.
-        error = translator(request)("hit.already_acked", user=hit.acked_by, time=local_time(request, hit.acked_at))
-        return render(request, "hit.html", status=409, hit=hit, max_note_chars=MAX_NOTE_CHARS, error=error)
     form = await request.post()
     note = str(form.get("note", "")).strip()
     if len(note) > MAX_NOTE_CHARS:
         error = translator(request)("hit.note_too_long", limit=MAX_NOTE_CHARS)
         return render(request, "hit.html", status=400, hit=hit, max_note_chars=MAX_NOTE_CHARS, error=error)
     user = request[USER_KEY].name
-    await asyncio.to_thread(request.app[HIT_STORE_KEY].acknowledge, hit.id, user, note)
+    try:
+        await asyncio.to_thread(request.app[HIT_STORE_KEY].acknowledge, hit.id, user, note)
+    except AlreadyAcknowledgedError as acknowledged:
+        first = acknowledged.hit
+        log.info("acknowledgement of hit %d by %s rejected: %s", hit.id, user, acknowledged)
+        error = translator(request)("hit.already_acked", user=first.acked_by, time=local_time(request, first.acked_at))
+        return render(request, "hit.html", status=409, hit=first, max_note_chars=MAX_NOTE_CHARS, error=error)
     audit_request(request, "acknowledge", hit_id=hit.id, note=note)
     raise web.HTTPSeeOther(f"/hits/{hit.id}")
 

@@ -16,12 +16,11 @@ from edge.faces.quality import QualityGate
 from edge.models.manifest import load_manifest, model_dirs, resolve_file
 from edge.watchlist.enrol import MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, PhotoRejected, check_and_embed_photo
 from edge.watchlist.faces import FaceWatchlist
-from edge.watchlist.plates import PlateEntry, WatchlistError, normalise_pattern
-from edge.watchlist.store import WatchlistStore
+from edge.watchlist.plates import WatchlistError, normalise_pattern
 from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
-from edge.web.render import render, request_language, translator
+from edge.web.render import render, translator
 from edge.web.security import require_role
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ MAX_REQUEST_BYTES = MAX_PHOTO_BYTES + 64 * 1024
 
 
 def _actor(request: web.Request) -> str:
-    # The watchlist database keeps its own audit rows; the prefix tells them from CLI changes.
+    # The watchlist database keeps its own audit rows, and the prefix marks a change made on the web page.
     return f"web:{request[USER_KEY].name}"
 
 
@@ -61,19 +60,10 @@ async def add_plate(request: web.Request) -> web.Response:
         max_edits = int(str(form.get("max_edits", "0")))
     except ValueError:
         return await _plates_page(request, 400, error=t("watchlist.invalid_max_edits"), form=form)
-    missing = [key for key, value in (("pattern", pattern), ("list_name", list_name), ("reason", reason))
-               if not value.strip()]
-    if missing:
-        fields = "、".join(t(f"watchlist.{key}") for key in missing) if request_language(request) == "zh-CN" \
-            else ", ".join(t(f"watchlist.{key}") for key in missing)
-        return await _plates_page(request, 400, error=t("watchlist.fields_missing", fields=fields), form=form)
-    if not _can_match_a_plate(pattern):
-        return await _plates_page(request, 400, error=t("watchlist.pattern_length", pattern=pattern.strip()), form=form)
-    duplicate = await asyncio.to_thread(_find_duplicate, request.app[WATCHLIST_KEY], pattern, list_name)
-    if duplicate is not None:
-        return await _plates_page(request, 400, error=t("watchlist.duplicate_plate", pattern=duplicate.pattern,
-                                                        list_name=duplicate.list_name, entry_id=duplicate.id),
-                                  form=form)
+    error = await _plate_form_error(request, pattern, list_name, reason)
+    if error is not None:
+        return await _plates_page(request, 400, error=error, form=form)
+
     try:
         entry = await asyncio.to_thread(request.app[WATCHLIST_KEY].add_plate, pattern, reason, list_name,
                                         max_edits, _actor(request))
@@ -85,23 +75,31 @@ async def add_plate(request: web.Request) -> web.Response:
     return await _plates_page(request, message=t("watchlist.plate_added", pattern=entry.pattern))
 
 
-def _can_match_a_plate(pattern: str) -> bool:
-    """Return False for a pattern without wildcards whose length no mainland plate has (7 or 8 characters)."""
-    try:
-        normalised = normalise_pattern(pattern)
-    except WatchlistError:
-        return True  # the store rejects it with the reason
-    return "*" in normalised or "?" in normalised or len(normalised) in (7, 8)
+async def _plate_form_error(request: web.Request, pattern: str, list_name: str, reason: str) -> str | None:
+    """Return the page's message for a missing field, an impossible pattern or a duplicate, else None.
 
-
-def _find_duplicate(store: WatchlistStore, pattern: str, list_name: str) -> PlateEntry | None:
-    """Return the entry with the same normalised pattern on the same list, so the page can say so in its language."""
+    Other invalid values reach the store, which rejects them with an English detail.
+    """
+    t = translator(request)
+    missing = [key for key, value in (("pattern", pattern), ("list_name", list_name), ("reason", reason))
+               if not value.strip()]
+    if missing:
+        fields = t("watchlist.field_separator").join(t(f"watchlist.{key}") for key in missing)
+        return t("watchlist.fields_missing", fields=fields)
     try:
         normalised = normalise_pattern(pattern)
     except WatchlistError:
         return None
-    return next((entry for entry in store.list_plates()
-                 if entry.pattern == normalised and entry.list_name == list_name.strip()), None)
+    # Mainland plates have 7 or 8 characters, so a pattern without wildcards of another length never matches.
+    if "*" not in normalised and "?" not in normalised and len(normalised) not in (7, 8):
+        return t("watchlist.pattern_length", pattern=pattern.strip())
+    entries = await asyncio.to_thread(request.app[WATCHLIST_KEY].list_plates)
+    duplicate = next((entry for entry in entries
+                      if entry.pattern == normalised and entry.list_name == list_name.strip()), None)
+    if duplicate is not None:
+        return t("watchlist.duplicate_plate", pattern=duplicate.pattern, list_name=duplicate.list_name,
+                 entry_id=duplicate.id)
+    return None
 
 
 @require_role("admin")
@@ -116,7 +114,7 @@ async def remove_plate(request: web.Request) -> web.Response:
 @require_role("admin")
 async def import_plates(request: web.Request) -> web.Response:
     t = translator(request)
-    # A body over MAX_REQUEST_BYTES never gets here: the app's too_large_middleware answers it.
+    # A body over MAX_REQUEST_BYTES never gets here, because the app's error_page_middleware returns a 413 page.
     form = dict(await request.post())
     upload = form.get("file")
     if not isinstance(upload, web.FileField):

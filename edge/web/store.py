@@ -163,6 +163,14 @@ class InvalidAckError(StoreError, ValueError):
     """The user or note of an acknowledgement is empty or too long."""
 
 
+class AlreadyAcknowledgedError(StoreError):
+    """The hit was acknowledged before; the first acknowledgement stays on record."""
+
+    def __init__(self, hit: StoredHit):
+        super().__init__(f"hit {hit.id} was already acknowledged by {hit.acked_by} at {hit.acked_at}")
+        self.hit = hit
+
+
 class MediaPathError(StoreError, ValueError):
     """A media path is absolute, or points outside the media folder."""
 
@@ -569,10 +577,11 @@ class HitStore:
         return path
 
     def acknowledge(self, hit_id: int, user: str, note: str) -> StoredHit:
-        """Record that `user` has dealt with the hit, with a note; a later call replaces the earlier one.
+        """Record that `user` has dealt with the hit, with a note.
 
-        Raises HitNotFoundError for an unknown id and InvalidAckError for an empty user, or a user or note
-        above MAX_ACK_USER_CHARS or MAX_ACK_NOTE_CHARS characters.
+        Raises HitNotFoundError for an unknown id, AlreadyAcknowledgedError when the hit was acknowledged
+        before (a second one would hide who acted first), and InvalidAckError for an empty user, or a user
+        or note above MAX_ACK_USER_CHARS or MAX_ACK_NOTE_CHARS characters.
         """
         user = user.strip()
         if not user:
@@ -583,11 +592,14 @@ class HitStore:
             raise InvalidAckError(f"the note has {len(note)} characters, maximum {MAX_ACK_NOTE_CHARS}; shorten it")
         with self._write_transaction() as connection:
             updated = connection.execute(
-                "UPDATE hits SET acked_by = ?, acked_at = ?, ack_note = ? WHERE id = ?",
+                "UPDATE hits SET acked_by = ?, acked_at = ?, ack_note = ? WHERE id = ? AND acked_at IS NULL",
                 (user, utc_iso(self._clock()), note, hit_id),
             ).rowcount
         if not updated:
-            raise HitNotFoundError(f"hit {hit_id} not found; retention may have deleted it")
+            existing = self.get(hit_id)
+            if existing is None:
+                raise HitNotFoundError(f"hit {hit_id} not found; retention may have deleted it")
+            raise AlreadyAcknowledgedError(existing)
         hit = self.get(hit_id)
         if hit is None:
             raise HitNotFoundError(f"hit {hit_id} not found; retention deleted it while it was acknowledged")

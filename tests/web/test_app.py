@@ -212,7 +212,9 @@ async def test_hit_detail_and_acknowledge(app_and_client):
     await log_in(client, "investigator")
     page = await client.get("/hits/1")
     text = await page.text()
-    assert "皖K66666" in text and "stolen-vehicles" in text and "case 2026-118" in text
+    assert "皖K66666" in text
+    assert "stolen-vehicles" in text
+    assert "case 2026-118" in text
     assert app[AUDIT_LOG_KEY].query(1, 50, action="view_hit").records[0].detail["hit_id"] == 1
 
     token = await page_csrf_token(client)
@@ -265,7 +267,8 @@ async def test_annotated_snapshot_has_box(app_and_client):
     drawn = cv2.imdecode(np.frombuffer(await (await client.get("/hits/1/annotated.jpg")).read(), np.uint8), 1)
     assert plain.shape == drawn.shape
     # The vehicle box edge at x=40 is drawn red (BGR 0, 0, 255); the plain snapshot is grey there.
-    assert drawn[140, 40, 2] > 200 and drawn[140, 40, 0] < 80
+    assert drawn[140, 40, 2] > 200
+    assert drawn[140, 40, 0] < 80
     assert abs(int(plain[140, 40, 2]) - 90) < 10
 
 
@@ -340,8 +343,12 @@ async def test_cameras_page_shows_health(app_and_client, language, streaming, ba
     rows = re.findall(r'<tr class="state-(\w+)">(.*?)</tr>', text, re.S)
     assert [state for state, _ in rows] == ["streaming", "backoff"]
     north, south = (re.sub(r"<[^>]+>", "|", cells) for _, cells in rows)
-    assert streaming in north and "|10.0|" in north and "|2|" in north
-    assert backoff in south and "connection refused" in south and "|7|" in south
+    assert streaming in north
+    assert "|10.0|" in north
+    assert "|2|" in north
+    assert backoff in south
+    assert "connection refused" in south
+    assert "|7|" in south
 
 
 async def test_cameras_page_lists_feed_sources(aiohttp_client, tmp_path):

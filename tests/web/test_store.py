@@ -14,6 +14,7 @@ import pytest
 from edge.bus.subscriber import FeedMessage
 from edge.web.store import (
     DATABASE_NAME,
+    AlreadyAcknowledgedError,
     MAX_ACK_NOTE_CHARS,
     ORPHAN_GRACE_S,
     ORPHAN_SWEEP_INTERVAL_S,
@@ -733,3 +734,13 @@ def test_version_1_database_gains_camera_names(tmp_path):
     assert named.camera_name == "北门入口"
     assert named.frames_decoded == 20
     reopened.close()
+
+
+def test_second_acknowledgement_rejected(store):
+    hit = store.add(plate_message(5, topic="hit.plate"))
+    store.acknowledge(hit.id, "li.wei", "first")
+    with pytest.raises(AlreadyAcknowledgedError, match="already acknowledged by li.wei"):
+        store.acknowledge(hit.id, "zhang.san", "second")
+    kept = store.get(hit.id)
+    assert kept.acked_by == "li.wei"
+    assert kept.ack_note == "first"

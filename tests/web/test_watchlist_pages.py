@@ -52,7 +52,8 @@ async def test_add_and_remove_plate(admin):
     assert removed.status == 303
     assert app[WATCHLIST_KEY].list_plates() == []
     actions = [record.action for record in app[AUDIT_LOG_KEY].query(1, 50).records]
-    assert "watchlist_plate_add" in actions and "watchlist_plate_remove" in actions
+    assert "watchlist_plate_add" in actions
+    assert "watchlist_plate_remove" in actions
 
 
 @pytest.mark.parametrize("form, shown", [
@@ -83,7 +84,8 @@ async def test_import_lists_rejected_rows(admin):
     assert response.status == 200
     assert "已导入 2 条，拒绝 2 行" in text
     assert '<table class="grid" id="rejected-rows">' in text
-    assert "<td>3</td>" in text and "<td>4</td>" in text
+    assert "<td>3</td>" in text
+    assert "<td>4</td>" in text
     assert sorted(entry.pattern for entry in app[WATCHLIST_KEY].list_plates()) == ["京A12345", "粤C11111"]
 
 
