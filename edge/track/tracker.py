@@ -143,6 +143,12 @@ class Tracker:
         """
         now_s = self._advance_clock(frame_time_s)
         config = self.config
+        # Tracks lost for longer than lost_buffer_s end before association, so that after a gap between
+        # analysed frames (motion gating, a stalled stream) a new object at the same place gets a new id.
+        ended = [track for track in self.tracks
+                 if track.lost_since_s is not None and now_s - track.lost_since_s > config.lost_buffer_s]
+        if ended:
+            self.tracks = [track for track in self.tracks if track not in ended]
         boxes = np.asarray(detections.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
         scores = detections.scores
         detection_groups = self.class_groups[detections.class_ids]
@@ -182,13 +188,7 @@ class Tracker:
             live.append(track)
             track_ids[detection] = track.track_id
 
-        ended: list[Track] = []
-        self.tracks = []
-        for track in live:
-            if track.lost_since_s is not None and now_s - track.lost_since_s > config.lost_buffer_s:
-                ended.append(track)
-            else:
-                self.tracks.append(track)
+        self.tracks = live
         return TrackUpdate(track_ids=track_ids, ended=ended)
 
     def end_all(self) -> list[Track]:
