@@ -75,7 +75,7 @@ class FaceStageRunner:
             camera_id = packet.camera_id
             ended_ids = ended.get(camera_id, [])
             if self.cameras[camera_id].camera.face_camera:
-                ended_ids = self._track_faces(camera_id, frame_results[camera_id], observations[camera_id])
+                ended_ids = self._track_faces(packet, frame_results[camera_id], observations[camera_id])
             camera_events = self.events.on_frame(camera_id, observations.get(camera_id, {}), ended_ids)
             self.cameras[camera_id].face_hits += len(camera_events)
             events += camera_events
@@ -93,13 +93,14 @@ class FaceStageRunner:
         analysis.faces_seen += 1
         analysis.faces_rejected += not result.quality.passed
 
-    def _track_faces(self, camera_id: str, results: list[tuple[FaceResult, _RegionOwner]],
+    def _track_faces(self, packet: FramePacket, results: list[tuple[FaceResult, _RegionOwner]],
                      observations: dict[int, list[FaceObservation]]) -> list[int]:
         """Track the faces of a face camera; return the face tracks that ended."""
         boxes = np.array([r.detection.box_xyxy for r, _ in results], dtype=np.float32).reshape(-1, 4)
         faces = Detections(boxes, np.array([r.detection.score for r, _ in results], dtype=np.float32),
                            np.full(len(results), PERSON_CLASS_ID, dtype=np.int64))
-        update = self.face_trackers[camera_id].update(faces)
+        # The frame time lets a track survive the same wall-clock gap at any analysis rate.
+        update = self.face_trackers[packet.camera_id].update(faces, packet.frame_time_utc)
         for (result, owner), track_id in zip(results, update.track_ids):
             if track_id >= 0:
                 observations[int(track_id)].append(FaceObservation(

@@ -28,12 +28,11 @@ def run_edge(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def face_run(tmp_path_factory):
+def run_faces(tmp, camera_options: str = "") -> dict:
+    """Enrol the two persons, serve the photo video over RTSP and run the daemon on it once."""
     reason = _gstreamer_rtsp_available()
     if reason:
         pytest.skip(reason)
-    tmp = tmp_path_factory.mktemp("faces")
     video = make_photo_video([FACES / name for name in PHOTOS], tmp / "faces.mp4")
     db = tmp / "watchlists.sqlite"
     for name, photos in ENROLLED.items():
@@ -42,10 +41,21 @@ def face_run(tmp_path_factory):
         assert added.returncode == 0, added.stderr
     server = RtspServer({"hall": video}, user="viewer:hall-Secret-3")
     try:
-        run = run_clip(tmp, server.url("hall"), "faces", db, VIDEO_SECONDS)
+        run = run_clip(tmp, server.url("hall"), "faces", db, VIDEO_SECONDS, camera_options=camera_options)
     finally:
         server.stop()
     return {"feed": run.feed, "stderr": run.stderr, "stdout": run.stdout, "db": db, "returncode": run.returncode}
+
+
+@pytest.fixture(scope="module")
+def face_run(tmp_path_factory):
+    return run_faces(tmp_path_factory.mktemp("faces"))
+
+
+@pytest.fixture(scope="module")
+def face_camera_run(tmp_path_factory):
+    """The same video on a face camera, which searches whole frames and tracks the faces themselves."""
+    return run_faces(tmp_path_factory.mktemp("face-camera"), "face_camera = true\n")
 
 
 def face_hits(feed) -> list:
@@ -58,6 +68,15 @@ def test_one_hit_per_enrolled_person_track(face_run):
     assert Counter(h.header["person"]["name"] for h in hits) == EXPECTED_HITS, face_run["stderr"][-3000:]
     keys = [(h.header["track_id"], h.header["person"]["id"]) for h in hits]
     assert len(keys) == len(set(keys))
+
+
+@pytest.mark.rtsp
+def test_face_camera_one_hit_per_face_track(face_camera_run):
+    hits = face_hits(face_camera_run["feed"])
+    assert Counter(h.header["person"]["name"] for h in hits) == EXPECTED_HITS, face_camera_run["stderr"][-3000:]
+    keys = [(h.header["track_id"], h.header["person"]["id"]) for h in hits]
+    assert len(keys) == len(set(keys))
+    assert all(h.header["track_id"] >= 0 for h in hits)
 
 
 @pytest.mark.rtsp

@@ -61,13 +61,16 @@ class ClipRun:
 
 
 def run_clip(tmp: Path, source_url: str, pipeline: str, watchlist_db: Path, clip_seconds: float,
-             while_running: Callable[[], None] | None = None) -> ClipRun:
-    """Run one camera on `source_url` until the clip has played once, then stop the daemon with SIGTERM."""
+             while_running: Callable[[], None] | None = None, camera_options: str = "") -> ClipRun:
+    """Run one camera on `source_url` until the clip has played once, then stop the daemon with SIGTERM.
+
+    `camera_options` is TOML added to the camera's table, such as 'face_camera = true\\n'.
+    """
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = tmp / "site.toml"
     config.write_text(
         f'box_id = "test-box"\nwatchlist_db = "{watchlist_db}"\n\n[[cameras]]\nid = "cam"\nname = "测试"\n'
-        f'source = "{source_url}"\npipeline = "{pipeline}"\nmax_fps = 10\n\n'
+        f'source = "{source_url}"\npipeline = "{pipeline}"\nmax_fps = 10\n{camera_options}\n'
         # The server replays the clip to a reconnecting client; a long backoff keeps the replay out of the run.
         '[ingest]\nbackoff_initial_s = 60\nbackoff_max_s = 60\n\n'
         f'[publisher]\nendpoint = "{endpoint}"\nhealth_interval_s = 1\n'
