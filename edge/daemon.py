@@ -112,10 +112,13 @@ class Daemon:
                                  stage_config.detector_score_threshold)
         recognizer = PlateRecognizer(pipeline.plate_recognizer.entry, pipeline.plate_recognizer.path,
                                      site.runtime.providers)
+        double_row = pipeline.plate_double_row_recognizer
+        double_row_recognizer = (PlateRecognizer(double_row.entry, double_row.path, site.runtime.providers)
+                                 if double_row is not None else None)
         watchlist = self.watchlist
         events = PlateEventBuilder(stage_config, lambda text: watchlist.current().match(text),
                                    site.publisher.jpeg_quality)
-        return PlateStage(detector, recognizer), events
+        return PlateStage(detector, recognizer, double_row_recognizer), events
 
     def _open_watchlist_store(self) -> WatchlistStore:
         if self.watchlist_store is None:
@@ -248,9 +251,10 @@ class Daemon:
                                 "enrol persons with `edge watchlist faces add`", name, self.watchlist_store.path)
             if pipeline.plate_detector is not None:
                 entries = len(self.watchlist.current()) if self.watchlist else 0
-                log.info("pipeline %s: plates with %s and %s, watchlist %s (%d entries)", name,
-                         pipeline.plate_detector.entry.name, pipeline.plate_recognizer.entry.name,
-                         self.watchlist_store.path if self.watchlist_store else "-", entries)
+                double_row = pipeline.plate_double_row_recognizer or pipeline.plate_recognizer
+                log.info("pipeline %s: plates with %s and %s (double-row plates: %s), watchlist %s (%d entries)",
+                         name, pipeline.plate_detector.entry.name, pipeline.plate_recognizer.entry.name,
+                         double_row.entry.name, self.watchlist_store.path if self.watchlist_store else "-", entries)
                 if entries == 0 and self.plan.site.watchlist_source is None:
                     log.warning("pipeline %s: the plate watchlist in %s is empty, so plates are read but no "
                                 "hit.plate will be sent; add entries with `edge watchlist plates add` or "

@@ -37,6 +37,7 @@ class PipelinePlan:
     model_path: Path
     plate_detector: ResolvedModel | None = None
     plate_recognizer: ResolvedModel | None = None
+    plate_double_row_recognizer: ResolvedModel | None = None  # None: plate_recognizer reads double-row plates
     face_detector: ResolvedModel | None = None
     face_embedder: ResolvedModel | None = None
 
@@ -122,10 +123,13 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
                 return None
 
         detect = resolve("detect.model", pipeline.detect.model, DETECTOR_FAMILIES)
-        plate_detector = plate_recognizer = None
+        plate_detector = plate_recognizer = plate_double_row_recognizer = None
         if pipeline.plates is not None:
             plate_detector = resolve("plates.detector", pipeline.plates.detector, PLATE_DETECTOR_FAMILIES)
             plate_recognizer = resolve("plates.recognizer", pipeline.plates.recognizer, RECOGNIZER_FAMILIES)
+            if pipeline.plates.double_row_recognizer is not None:
+                plate_double_row_recognizer = resolve("plates.double_row_recognizer",
+                                                      pipeline.plates.double_row_recognizer, RECOGNIZER_FAMILIES)
         face_detector = face_embedder = None
         if pipeline.faces is not None:
             face_detector = resolve("faces.detector", pipeline.faces.detector, FACE_DETECTOR_FAMILIES)
@@ -136,7 +140,8 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
                                     "has no match_threshold in the manifest; set one here"))
         if detect is not None:
             pipelines[camera.pipeline] = PipelinePlan(pipeline, detect.entry, detect.path, plate_detector,
-                                                      plate_recognizer, face_detector, face_embedder)
+                                                      plate_recognizer, plate_double_row_recognizer, face_detector,
+                                                      face_embedder)
 
     for index, camera in enabled:
         plan = pipelines.get(camera.pipeline)

@@ -112,6 +112,12 @@ class PlateStage(StrictModel):
 
     detector: str = Field(min_length=1, description="Plate detector model name from models/manifest.toml.")
     recognizer: str = Field(min_length=1, description="Plate recogniser model name from models/manifest.toml.")
+    double_row_recognizer: str | None = Field(
+        default=None, min_length=1,
+        description="Recogniser model name for plates that the detector finds to be double-row; unset: the "
+        "recognizer above reads them too. Plates it reads take their colour from the pixels when the model "
+        "has no colour head.",
+    )
     vehicle_classes: list[str] = Field(
         default=["car", "bus", "truck"], min_length=1, description="Detected classes searched for plates."
     )

@@ -55,9 +55,13 @@ class PlateResult:
 class PlateStage:
     """Detector, rectifier, recogniser and grammar check for a list of regions from any cameras."""
 
-    def __init__(self, detector: PlateDetector, recognizer: PlateRecognizer):
+    def __init__(self, detector: PlateDetector, recognizer: PlateRecognizer,
+                 double_row_recognizer: PlateRecognizer | None = None):
         self.detector = detector
         self.recognizer = recognizer
+        # Double-row plates go to this recogniser when it is set. The two shipped recognisers differ most on
+        # them: on rendered double-row plates wq_plate_rec_color confidently misreads letters (K as W, Q as V).
+        self.double_row_recognizer = double_row_recognizer or recognizer
 
     def read(self, regions: list[Region]) -> list[PlateResult]:
         crops, offsets = [], []
@@ -74,16 +78,18 @@ class PlateStage:
         if not found:
             return []
         plates = [plate for *_, plate in found]
-        checked = [check_read(read, plate) for read, plate in zip(self.recognizer.read(plates), plates)]
+        double_rows = [detection.double_row for _, detection, *_ in found]
+        checked = [check_read(read, plate) for read, plate in zip(self._recognize(plates, double_rows), plates)]
 
         # Every plate is read again from grown crops, all in one batch. The first grown read replaces
         # a first read that is invalid or hesitant, and all of them check that the province is stable.
-        grown = []
+        grown, grown_double_rows = [], []
         for index, detection, *_ in found:
             for width_fraction, height_fraction in PROVINCE_CHECK_GROWS:
                 corners = grow_corners(detection.corners_xy, width_fraction, height_fraction)
                 grown.append(rectify_plate(crops[index], corners, detection.double_row))
-        grown_reads = self.recognizer.read(grown)
+                grown_double_rows.append(detection.double_row)
+        grown_reads = self._recognize(grown, grown_double_rows)
         per_plate = len(PROVINCE_CHECK_GROWS)
         for i in range(len(found)):
             reads = [check_read(read, plate) for read, plate in
@@ -102,6 +108,18 @@ class PlateStage:
             results.append(PlateResult(index, corners, detection.score, detection.double_row, read, check, plate))
         return results
 
+    def _recognize(self, plates_bgr: list[np.ndarray], double_rows: list[bool]) -> list[PlateRead]:
+        """Read each plate with the recogniser for its layout, one batch per recogniser, in input order."""
+        if self.double_row_recognizer is self.recognizer:
+            return self.recognizer.read(plates_bgr)
+        reads: list[PlateRead | None] = [None] * len(plates_bgr)
+        for recognizer, layout_is_double_row in ((self.recognizer, False), (self.double_row_recognizer, True)):
+            indices = [i for i, double_row in enumerate(double_rows) if double_row is layout_is_double_row]
+            if indices:
+                for i, read in zip(indices, recognizer.read([plates_bgr[i] for i in indices])):
+                    reads[i] = read
+        return reads
+
     def read_upright(self, plates_bgr: list[np.ndarray]) -> list[PlateResult]:
         """Read images that already are upright single-row plates, such as tight crops; no detection runs."""
         results = []
@@ -114,16 +132,18 @@ class PlateStage:
 
 
 def check_read(read: PlateRead, plate_bgr: np.ndarray) -> tuple[PlateRead, PlateCheck]:
-    """Check a read against the plate grammar, taking the colour from the pixels where the colour head is wrong.
+    """Check a read against the plate grammar, taking the colour from the pixels where the recogniser gives none
+    or where its colour head is wrong.
 
-    The colour head's colour is replaced only when it alone makes the read invalid and the colour
-    estimated from the plate's pixels fits the plate type that the text implies. A read whose
-    text fits no plate, or whose pixels also contradict its type, stays invalid.
+    The pixels' colour is used for a valid read without a colour, and for a read that only the colour head's
+    colour makes invalid, in both cases only where it fits the plate type that the text implies. A read whose
+    text fits no plate, or whose pixels also contradict its type, stays as it is.
     """
     check = check_plate(read.text, read.char_probs, read.colour)
-    if check.valid or read.colour is None:
-        return read, check
-    if not check_plate(read.text, read.char_probs, None).valid:
+    if read.colour is None:
+        if not check.valid:
+            return read, check
+    elif check.valid or not check_plate(read.text, read.char_probs, None).valid:
         return read, check
     estimate = estimate_plate_colour(plate_bgr)
     if estimate is None or estimate.colour == read.colour:

