@@ -208,6 +208,8 @@ class AuditLog:
               action: str | None = None) -> AuditPage:
         """Return page `page` of the rows matching `user` and `action` exactly (None matches any), newest first.
 
+        `user` also matches failed logins that tried that name, which have no logged-in user.
+
         A page after the last returns an empty record list with the true total, so a pager can
         link back.
         """
@@ -219,8 +221,9 @@ class AuditLog:
 
         conditions, parameters = [], []
         if user:
-            conditions.append("user = ?")
-            parameters.append(user)
+            conditions.append("(user = ? OR (user IS NULL AND action = 'login_failed' "
+                              "AND json_extract(detail, '$.name') = ?))")
+            parameters += [user, user]
         if action:
             conditions.append("action = ?")
             parameters.append(action)

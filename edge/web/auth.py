@@ -423,27 +423,39 @@ class SessionStore:
 
     def lookup(self, token: str) -> Session | None:
         """Return the live session of an enabled user for `token`, refreshing its idle timer, else None."""
-        if not token or len(token) > 200:
-            return None
-        token_sha256 = _token_sha256(token)
-        now = self.clock()
-        with transaction(self.path, write=False) as connection:
-            row = connection.execute(
-                "SELECT users.id, users.name, users.role, users.disabled, sessions.csrf_token, sessions.last_seen "
-                "FROM sessions JOIN users ON users.id = sessions.user_id WHERE sessions.token_sha256 = ?",
-                (token_sha256,),
-            ).fetchone()
+        row = self._live_row(token)
         if row is None:
             return None
-        if row["last_seen"] + self.ttl_s <= now or row["disabled"]:
-            self.delete(token)
-            return None
-        last_seen = row["last_seen"]
+        token_sha256, now, last_seen = _token_sha256(token), self.clock(), row["last_seen"]
         if now - last_seen >= self.refresh_interval_s:
             last_seen = now
             with transaction(self.path, write=True) as connection:
                 connection.execute("UPDATE sessions SET last_seen = ? WHERE token_sha256 = ?", (now, token_sha256))
         return Session(token_sha256, _user_from_row(row), row["csrf_token"], last_seen)
+
+    def is_live(self, token: str) -> bool:
+        """Return whether `token` still has a live session, without refreshing its idle timer.
+
+        An open live page checks this, so leaving the page open does not keep an idle login alive.
+        """
+        return self._live_row(token) is not None
+
+    def _live_row(self, token: str) -> sqlite3.Row | None:
+        """Return the session and user row for `token`; delete an expired session or one of a disabled user."""
+        if not token or len(token) > 200:
+            return None
+        with transaction(self.path, write=False) as connection:
+            row = connection.execute(
+                "SELECT users.id, users.name, users.role, users.disabled, sessions.csrf_token, sessions.last_seen "
+                "FROM sessions JOIN users ON users.id = sessions.user_id WHERE sessions.token_sha256 = ?",
+                (_token_sha256(token),),
+            ).fetchone()
+        if row is None:
+            return None
+        if row["last_seen"] + self.ttl_s <= self.clock() or row["disabled"]:
+            self.delete(token)
+            return None
+        return row
 
     def delete(self, token: str) -> None:
         with transaction(self.path, write=True) as connection:

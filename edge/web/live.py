@@ -4,6 +4,10 @@ The feed intake thread hands each stored hit to `LiveHub.publish` through the ev
 the hit's table row once per language in use and puts it on every client's queue. A client whose queue is
 full, or whose socket does not take a message within `SEND_TIMEOUT_S`, is disconnected and counted. Its
 page reconnects on its own and reloads the latest hits, so nothing is lost for the investigator.
+
+Each connection checks its login every `SESSION_CHECK_S`. When the session has ended (logout, expiry, a
+disabled user or a changed password), the socket is closed with SESSION_ENDED_CODE and the page goes to
+the login page, so no hit reaches a browser whose login is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ log = logging.getLogger(__name__)
 CLIENT_QUEUE_SIZE = 100
 SEND_TIMEOUT_S = 5.0
 HEARTBEAT_S = 20.0
+SESSION_CHECK_S = 5.0
+# WebSocket close codes 4000-4999 are for applications; live.js sends the user to the login page on this one.
+SESSION_ENDED_CODE = 4401
 
 
 # eq=False keeps identity hashing, so clients can live in a set.
@@ -43,9 +50,10 @@ class LiveCounters:
 
 
 class LiveHub:
-    def __init__(self, render_row: Callable[[StoredHit, str], str]):
+    def __init__(self, render_row: Callable[[StoredHit, str], str], session_check_s: float = SESSION_CHECK_S):
         """`render_row(hit, language)` returns the HTML of one table row."""
         self._render_row = render_row
+        self.session_check_s = session_check_s
         self._clients: set[LiveClient] = set()
         self.counters = LiveCounters()
 
@@ -74,14 +82,19 @@ class LiveHub:
         log.warning("live client of user %s disconnected: %s", client.user, reason)
         asyncio.ensure_future(client.websocket.close(code=1013, message=b"too slow; reconnect"))
 
-    async def serve(self, request: web.Request, language: str, user: str) -> web.WebSocketResponse:
-        """Run one WebSocket connection until the browser or the hub closes it."""
+    async def serve(self, request: web.Request, language: str, user: str,
+                    session_alive: Callable[[], bool]) -> web.WebSocketResponse:
+        """Run one WebSocket connection until the browser or the hub closes it, or its session ends.
+
+        `session_alive()` returns whether the connection's login is still valid; it runs in a worker thread.
+        """
         websocket = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
         await websocket.prepare(request)
         client = LiveClient(websocket, language, user)
         self._clients.add(client)
         self.counters.connected += 1
-        sender = asyncio.create_task(self._send_loop(client))
+        tasks = [asyncio.create_task(self._send_loop(client)),
+                 asyncio.create_task(self._watch_session(client, session_alive))]
         try:
             # The page sends nothing; reading is still needed to see pings and the close.
             async for message in websocket:
@@ -89,8 +102,18 @@ class LiveHub:
                     break
         finally:
             self._clients.discard(client)
-            sender.cancel()
+            for task in tasks:
+                task.cancel()
         return websocket
+
+    async def _watch_session(self, client: LiveClient, session_alive: Callable[[], bool]) -> None:
+        while True:
+            await asyncio.sleep(self.session_check_s)
+            if not await asyncio.to_thread(session_alive):
+                break
+        self._clients.discard(client)
+        log.info("live client of user %s disconnected: the session ended", client.user)
+        await client.websocket.close(code=SESSION_ENDED_CODE, message=b"session ended; log in again")
 
     async def _send_loop(self, client: LiveClient) -> None:
         while True:

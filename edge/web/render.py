@@ -85,6 +85,8 @@ def render(request: web.Request, template_name: str, status: int = 200, **contex
         csrf_token=session.csrf_token if session is not None else "",
         local_time=lambda value: local_time(request, value),
         path=request.path,
+        # The language switch returns here with the query, so a search stays on screen.
+        path_qs=request.rel_url.path_qs if request.method == "GET" else request.path,
         **context,
     )
     return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)

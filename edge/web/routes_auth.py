@@ -250,6 +250,9 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
             query["action"] = action_filter
         return str(URL.build(path="/audit", query=query))
 
+    if page.page > page.pages:
+        raise web.HTTPFound(page_link(page.pages))  # a page number past the end, from an old link
+
     return render(request, "audit.html", page=page, actions=ACTIONS, user_filter=user_filter,
                   action_filter=action_filter, page_link=page_link, format_detail=format_detail)
 

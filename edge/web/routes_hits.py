@@ -15,10 +15,10 @@ from aiohttp import web
 from edge.web.auth import USER_KEY
 from edge.web.audit import audit_request
 from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY
-from edge.plates.grammar import COLOURS, PLATE_TYPES
+from edge.plates.grammar import COLOURS, PLATE_TYPES, normalise_plate_text
 from edge.web.i18n import Translator
 from edge.web.render import HIT_TOPICS, TIMEZONE_KEY, local_time, render, request_language, translator
-from edge.web.security import require_role
+from edge.web.security import SESSION_COOKIE, SESSION_STORE_KEY, require_role
 from edge.web.store import MAX_ACK_NOTE_CHARS, AlreadyAcknowledgedError, HitQuery, StoredHit
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ EXPORT_PAGE_SIZE = 500
 # The store enforces the same bound; the page checks it first to show the error in the user's language.
 MAX_NOTE_CHARS = MAX_ACK_NOTE_CHARS
 PLATE_MODES = ("exact", "prefix", "wildcard")
+# A plate has at most 8 characters; the rest is room for wildcards and separators such as "·".
+MAX_PLATE_QUERY_CHARS = 32
 HIT_TYPES = ("hits", "hit.plate", "hit.face", "plate")
 BOX_COLOUR_BGR = (0, 0, 255)
 PLATE_COLOUR_BGR = (0, 255, 255)
@@ -52,8 +54,12 @@ def parse_search(request: web.Request) -> HitQuery:
     if plate_mode not in PLATE_MODES:
         raise QueryError("search.error_mode", plate_mode)
     plate = params.get("plate", "").strip() or None
-    if plate_mode == "exact" and plate is not None and any(character in plate for character in "*?"):
-        # Investigators type 苏B*123 and expect the wildcard to work without changing the mode.
+    if plate is not None and len(plate) > MAX_PLATE_QUERY_CHARS:
+        raise QueryError("search.error_plate_long", str(MAX_PLATE_QUERY_CHARS))
+    # Investigators type 苏B*123 and expect the wildcard to work without changing the mode. A Chinese input
+    # method types the full-width ＊ and ？, which count as wildcards too.
+    if plate_mode == "exact" and plate is not None and any(character in normalise_plate_text(plate)
+                                                            for character in "*?"):
         plate_mode = "wildcard"
     hit_type = params.get("type", "hits")
     if hit_type not in HIT_TYPES:
@@ -107,7 +113,9 @@ async def live_rows(request: web.Request) -> web.Response:
 
 async def live_socket(request: web.Request) -> web.WebSocketResponse:
     user = request[USER_KEY]
-    return await request.app[LIVE_HUB_KEY].serve(request, request_language(request), user.name)
+    sessions, token = request.app[SESSION_STORE_KEY], request.cookies.get(SESSION_COOKIE, "")
+    return await request.app[LIVE_HUB_KEY].serve(request, request_language(request), user.name,
+                                                 lambda: sessions.is_live(token))
 
 
 async def search_page(request: web.Request) -> web.Response:
@@ -122,11 +130,22 @@ async def search_page(request: web.Request) -> web.Response:
     else:
         if searched:
             result = await asyncio.to_thread(store.search, query, _page_number(request), PAGE_SIZE)
+            if result.page > result.pages:
+                # A page number past the end, from an old link or a search whose hits were removed since.
+                raise web.HTTPFound(str(request.rel_url.update_query(page=result.pages)))
             audit_request(request, "search", query=dict(request.query), results=result.total)
     return render(request, "search.html", status=400 if error else 200, error=error, result=result,
                   form=dict(request.query), plate_modes=PLATE_MODES, hit_types=HIT_TYPES,
-                  export_url=str(request.rel_url.with_path("/search.csv").without_query_params("page")),
+                  max_plate_chars=MAX_PLATE_QUERY_CHARS,
+                  export_url=export_url(request),
                   previous_url=_page_url(request, result, -1), next_url=_page_url(request, result, +1))
+
+
+def export_url(request: web.Request) -> str:
+    """Return the CSV export link for the search on this page: the same filters, every page."""
+    # URL.with_path drops the query, so the query is carried over explicitly.
+    return str(request.rel_url.with_path("/search.csv").with_query(request.rel_url.query)
+               .without_query_params("page"))
 
 
 def _page_url(request: web.Request, result, step: int) -> str | None:

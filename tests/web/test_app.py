@@ -6,7 +6,9 @@ import asyncio
 import csv
 import io
 import re
+import urllib.parse
 
+import aiohttp
 import cv2
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ from edge.config.web import WebConfig
 from edge.web.app import create_app
 from edge.web.audit import AUDIT_LOG_KEY
 from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY
-from edge.web.security import USER_STORE_KEY
+from edge.web.live import SESSION_ENDED_CODE
+from edge.web.security import SESSION_STORE_KEY, USER_STORE_KEY
 from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
 
 
@@ -135,8 +138,10 @@ async def test_health_probe_is_public(aiohttp_client, tmp_path, web_config):
     ({"plate": "苏B", "mode": "prefix", "type": "plate"}, ["苏BD73215", "苏B12345"]),
     ({"plate": "苏B*5", "mode": "wildcard", "type": "plate"}, ["苏BD73215", "苏B12345"]),
     ({"plate": "苏 B·12345", "type": "plate"}, ["苏B12345"]),
-    # Wildcards typed in the default exact mode still work as wildcards.
+    # Wildcards typed in the default exact mode still work as wildcards, full-width ones too.
     ({"plate": "苏B*5", "type": "plate"}, ["苏BD73215", "苏B12345"]),
+    ({"plate": "苏B＊5", "type": "plate"}, ["苏BD73215", "苏B12345"]),
+    ({"plate": "苏B1234？", "type": "plate"}, ["苏B12345"]),
     ({"camera": "gate-south", "type": "plate"}, ["苏BD73215"]),
     ({"type": "hits"}, ["皖K66666"]),
     # The site's time zone is Asia/Shanghai, 8 hours ahead of the UTC frame times.
@@ -177,6 +182,49 @@ async def test_search_pages(aiohttp_client, tmp_path, web_config):
     assert next_link
     second = await client.get(next_link.group(1) or next_link.group(2).replace("&amp;", "&"))
     assert "第 2 / 2 页" in await second.text()
+
+
+async def test_export_link_keeps_search(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "investigator")
+    text = await (await client.get("/search", params={"plate": "苏B", "mode": "prefix", "type": "plate",
+                                                        "page": "1"})).text()
+    link = re.search(r'<a href="([^"]+)" id="export-csv"', text).group(1).replace("&amp;", "&")
+
+    assert link.startswith("/search.csv?")
+    assert "page=" not in link
+    rows = list(csv.reader(io.StringIO((await (await client.get(link)).read()).decode("utf-8-sig"))))
+    assert [row[4] for row in rows[1:]] == ["苏BD73215", "苏B12345"]
+
+
+async def test_search_page_past_end_redirects(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "viewer")
+    response = await client.get("/search", params={"plate": "苏B", "mode": "prefix", "page": "99999"},
+                                allow_redirects=False)
+    assert response.status == 302
+    assert "page=1" in response.headers["Location"]
+    assert "plate=" in response.headers["Location"]
+
+
+async def test_search_rejects_long_plate(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "viewer")
+    response = await client.get("/search", params={"plate": "京" * 33})
+    assert response.status == 400
+    assert "车牌号超过 32 个字符" in await response.text()
+
+
+async def test_language_switch_keeps_search(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "viewer")
+    text = await (await client.get("/search", params={"plate": "苏B", "mode": "prefix"})).text()
+    link = re.search(r'<a class="lang" href="([^"]+)"', text).group(1).replace("&amp;", "&")
+
+    response = await client.get(link, allow_redirects=False)
+
+    assert response.status in (302, 303)
+    assert urllib.parse.unquote(response.headers["Location"]) == "/search?plate=苏B&mode=prefix"
 
 
 async def test_csv_export(app_and_client):
@@ -294,6 +342,52 @@ async def test_live_socket_pushes_new_hit(app_and_client):
     assert message["id"] == hit.id
     assert "粤B99999" in message["html"]
     await socket.close()
+
+
+async def test_live_socket_closed_when_user_disabled(app_and_client):
+    app, client = app_and_client
+    app[LIVE_HUB_KEY].session_check_s = 0.05
+    await log_in(client, "viewer")
+    socket, hub = await connect_live(app, client)
+    users = app[USER_STORE_KEY]
+    viewer = next(user for user in users.list_users() if user.name == "viewer")
+
+    users.set_disabled(viewer.id, True, actor="admin")
+    app[SESSION_STORE_KEY].delete_user_sessions(viewer.id)
+    closing = await socket.receive(timeout=5)
+
+    assert closing.type == aiohttp.WSMsgType.CLOSE
+    assert closing.data == SESSION_ENDED_CODE
+    assert hub.client_count == 0
+    # A hit stored afterwards reaches nobody.
+    hub.publish(app[HIT_STORE_KEY].add(plate_message(21, text="粤B88888")))
+    assert hub.counters.rows_sent == 0
+
+
+async def test_live_socket_open_while_session_lives(app_and_client):
+    app, client = app_and_client
+    app[LIVE_HUB_KEY].session_check_s = 0.05
+    await log_in(client, "viewer")
+    socket, hub = await connect_live(app, client)
+    await asyncio.sleep(0.3)  # several session checks
+
+    hub.publish(app[HIT_STORE_KEY].add(plate_message(22, text="粤B77777")))
+    message = await socket.receive_json(timeout=5)
+
+    assert "粤B77777" in message["html"]
+    assert hub.client_count == 1
+    await socket.close()
+
+
+async def test_live_rows_401_after_logout(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "viewer")
+    app[SESSION_STORE_KEY].delete_user_sessions(
+        next(user.id for user in app[USER_STORE_KEY].list_users() if user.name == "viewer"))
+
+    response = await client.get("/live/rows", headers={"X-Requested-With": "XMLHttpRequest"}, allow_redirects=False)
+
+    assert response.status == 401
 
 
 async def test_live_hub_drops_stalled_client(app_and_client):

@@ -85,7 +85,9 @@ def test_filters(audit_log):
     assert audit_log.query(user="alice").total == 2
     assert audit_log.query(action="search").total == 2
     assert audit_log.query(user="alice", action="search").total == 1
-    assert audit_log.query(user="carol").total == 0
+    # A failed login has no logged-in user, but filtering on the name it tried finds it.
+    assert audit_log.query(user="carol").total == 1
+    assert audit_log.query(user="carol", action="search").total == 0
     assert audit_log.query(action="login_failed").records[0].detail == {"name": "carol"}
 
 
@@ -224,3 +226,11 @@ def test_every_action_has_a_label():
     for language, messages in catalogues.messages.items():
         missing = [action for action in ACTIONS if f"audit.actions.{action}" not in messages]
         assert missing == [], f"{language} lacks labels for {missing}"
+
+
+async def test_audit_page_past_end_redirects(aiohttp_client, tmp_path, clock):
+    client, audit_log = await admin_client(aiohttp_client, tmp_path, clock)
+    audit_log.record("alice", "search", None, {})
+    response = await client.get("/audit", params={"page": "999", "user": "alice"}, allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "/audit?page=1&user=alice"

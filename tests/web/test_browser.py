@@ -6,8 +6,10 @@ The service runs as `edge web` in a subprocess, fed by a real ZeroMQ publisher i
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -194,3 +196,30 @@ def test_login_failure_message(web_service, browser):
     fill(browser, "#login-form", {"name": "admin", "password": "wrong-password-1"})
     wait_for_text(browser, "#login-error", "用户名或密码错误")
     assert "/login" in browser.current_url
+
+
+def end_session_elsewhere(base_url: str, session_token: str) -> None:
+    """Log the session out with a request of its own, as a second tab of the same user would."""
+    cookie = {"Cookie": f"edge_session={session_token}"}
+    with urllib.request.urlopen(urllib.request.Request(base_url + "/account", headers=cookie), timeout=10) as page:
+        csrf_token = re.search(r'data-csrf="([^"]*)"', page.read().decode("utf-8")).group(1)
+    logout = urllib.request.Request(base_url + "/logout", data=b"", method="POST",
+                                    headers={**cookie, "X-CSRF-Token": csrf_token})
+    try:
+        urllib.request.urlopen(logout, timeout=10).close()
+    except urllib.error.HTTPError as redirect:  # the redirect to /login without the session
+        assert redirect.code in (302, 303), redirect
+
+
+def test_live_page_leaves_after_logout_elsewhere(web_service, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(web_service + "/login")
+    fill(browser, "#login-form", {"name": "admin", "password": ADMIN_PASSWORD})
+    wait_for_text(browser, "#live-status", "实时推送已连接")
+
+    end_session_elsewhere(web_service, browser.get_cookie("edge_session")["value"])
+
+    # The server checks each live socket's login every few seconds and closes it once the login is gone.
+    WebDriverWait(browser, WAIT_S).until(lambda d: "/login" in d.current_url,
+                                         message=f"live page still open {WAIT_S} s after the logout")

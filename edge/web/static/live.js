@@ -25,10 +25,32 @@
     if (empty) empty.remove();
   }
 
+  // The server closes the socket with this code when the login has ended (logout, expiry, disabled user).
+  const SESSION_ENDED_CODE = 4401;
+
+  function goToLogin() {
+    location.assign("/login?next=" + encodeURIComponent(location.pathname));
+  }
+
+  // The header makes the server return 401 instead of a redirect when the login has ended.
+  function fetchRows() {
+    return fetch("/live/rows", {credentials: "same-origin", headers: {"X-Requested-With": "XMLHttpRequest"}});
+  }
+
   // After a reconnect, rows sent while the socket was down are fetched from the server's latest list.
   async function reloadRows() {
-    const response = await fetch("/live/rows", {credentials: "same-origin"});
-    if (response.ok) body.innerHTML = await response.text();
+    const response = await fetchRows();
+    if (response.status === 401) goToLogin();
+    else if (response.ok) body.innerHTML = await response.text();
+  }
+
+  // A handshake refused for an ended login gives the page no status code, so ask the server directly.
+  async function loginEnded() {
+    try {
+      return (await fetchRows()).status === 401;
+    } catch (error) {
+      return false;  // the server is unreachable: keep trying to reconnect
+    }
   }
 
   function connect() {
@@ -44,9 +66,13 @@
     socket.onmessage = function (event) {
       showRow(JSON.parse(event.data).html);
     };
-    socket.onclose = function () {
+    socket.onclose = async function (event) {
       status.textContent = status.dataset.disconnected;
       status.className = "status disconnected";
+      if (event.code === SESSION_ENDED_CODE || await loginEnded()) {
+        goToLogin();
+        return;
+      }
       setTimeout(connect, delayMs);
       delayMs = Math.min(delayMs * 2, 15000);
     };
