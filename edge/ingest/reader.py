@@ -106,6 +106,7 @@ class CameraReader(threading.Thread):
         self._loop_offset_s = 0.0
         self._pacing_start: tuple[float, float] | None = None  # (wall clock, media time) of the first frame
         self._passes = 0
+        self._down_since: float | None = None  # monotonic time the stream was lost, until it streams again
         self._damage = DamageGate(camera.id)
         self._frame_size: tuple[int, int] | None = None
         self._last_frame_time_utc = 0.0
@@ -139,6 +140,8 @@ class CameraReader(threading.Thread):
                               self.camera.id, self._log_source, reason)
                     return
             self.state = ReaderState.BACKOFF
+            if self._down_since is None:
+                self._down_since = time.monotonic()
             log.warning("%s: %s; reconnect %d in %.1f s", self.camera.id, reason, self.counters.reconnects + 1,
                         backoff_s)
             if self.stop_event.wait(backoff_s):
@@ -179,10 +182,17 @@ class CameraReader(threading.Thread):
             if not self.is_file:
                 # A new RTSP session starts its clock again, often less than a second back.
                 self._limiter.reset()
-            # Loop passes of a file log at debug level, so a short clip does not fill the log.
-            log.log(logging.INFO if self._passes == 0 else logging.DEBUG, "%s: streaming %s (%s %dx%d)",
-                    self.camera.id, self._log_source, stream.codec_context.name, stream.codec_context.width,
-                    stream.codec_context.height)
+            codec = stream.codec_context
+            if self._down_since is not None:
+                # An operator who saw the reconnect warnings needs to see the recovery at the same level.
+                log.info("%s: streaming %s again (%s %dx%d) after %d reconnect(s), down %.1f s", self.camera.id,
+                         self._log_source, codec.name, codec.width, codec.height, self.counters.reconnects,
+                         time.monotonic() - self._down_since)
+                self._down_since = None
+            else:
+                # Loop passes of a file log at debug level, so a short clip does not fill the log.
+                log.log(logging.INFO if self._passes == 0 else logging.DEBUG, "%s: streaming %s (%s %dx%d)",
+                        self.camera.id, self._log_source, codec.name, codec.width, codec.height)
             self._passes += 1
             self.state = ReaderState.STREAMING
             self.counters.last_error = None

@@ -9,11 +9,16 @@ import re
 # It runs to the last '@' of the URL, because FFmpeg accepts passwords with unescaped '@' and '/' in them.
 # A path that contains '@' is hidden too, which costs nothing.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"]*@")
+# Matches the value of a password or token parameter in a URL's path or query. Many NVRs and cameras take
+# credentials there instead, such as rtsp://10.1.2.3/user=admin&password=secret&channel=1&stream=0.sdp
+# (XMEye firmware) or ?channel=1&user=admin&password=secret.
+_SECRET_PARAMETER = re.compile(
+    r"(?P<name>[/?&;](?:password|passwd|pass|pwd|psw|token|access_token)=)[^&;/?#\s'\"]+", re.IGNORECASE)
 
 
 def redact_url(text: str) -> str:
-    """Replace credentials in every URL inside `text` with '***'."""
-    return _USERINFO.sub(r"\g<scheme>***@", text)
+    """Replace credentials in every URL inside `text` with '***': user info, and password or token parameters."""
+    return _SECRET_PARAMETER.sub(r"\g<name>***", _USERINFO.sub(r"\g<scheme>***@", text))
 
 
 class RedactingFilter(logging.Filter):

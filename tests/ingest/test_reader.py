@@ -163,6 +163,7 @@ def test_rtsp_credentials_never_logged(rtsp_server, caplog):
 @pytest.mark.rtsp
 def test_stalled_camera_reconnects_without_hanging(rtsp_server, caplog):
     """A camera that keeps the connection open but stops sending is noticed within read_timeout_s."""
+    caplog.set_level(logging.INFO)
     proxy = StallProxy(rtsp_server.port)
     try:
         url = f"rtsp://{rtsp_server.user}@127.0.0.1:{proxy.port}/people"
@@ -177,6 +178,11 @@ def test_stalled_camera_reconnects_without_hanging(rtsp_server, caplog):
         assert wait_until(lambda: len(collector.frames) > frames_before + 5, 40), reader.counters
         stop_reader(reader, stop, collector)
         assert proxy.connections >= 2
+        recovered = [record for record in caplog.records if "again" in record.getMessage()]
+        assert recovered, "no log line for the recovery"
+        assert recovered[0].levelno == logging.INFO
+        assert "cam-test: streaming rtsp://***@127.0.0.1" in recovered[0].getMessage()
+        assert "reconnect(s), down" in recovered[0].getMessage()
     finally:
         proxy.close()
 
@@ -240,6 +246,20 @@ def test_looping_image_respects_max_fps(tmp_path, caplog):
     assert 5 <= offered <= 5 * 2 + 2
     streaming_lines = [r for r in caplog.records if "streaming" in r.getMessage() and r.levelno == logging.INFO]
     assert len(streaming_lines) == 1
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("rtsp://10.0.0.1/user=admin&password=XmSecret5&channel=1&stream=0.sdp",
+     "rtsp://10.0.0.1/user=admin&password=***&channel=1&stream=0.sdp"),
+    ("rtsp://10.0.0.1/cam/realmonitor?channel=1&user=admin&Password=Secret7",
+     "rtsp://10.0.0.1/cam/realmonitor?channel=1&user=admin&Password=***"),
+    ("rtsp://10.0.0.1/live?pwd=Secret8&token=abc123", "rtsp://10.0.0.1/live?pwd=***&token=***"),
+    ("'rtsp://admin:pa55@10.0.0.1/x?passwd=Secret9'", "'rtsp://***@10.0.0.1/x?passwd=***'"),
+    # Words that only end in a secret's name are kept.
+    ("rtsp://10.0.0.1/live?bypass=1&compass=2", "rtsp://10.0.0.1/live?bypass=1&compass=2"),
+])
+def test_redact_url_hides_secret_parameters(url, expected):
+    assert redact_url(f"failed: {url}; retry") == f"failed: {expected}; retry"
 
 
 def test_redact_url_with_at_in_password():
