@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge.plates.grammar import EMBASSY_PREFIX, PROVINCES, SUFFIXES, normalise_plate_text
+from edge.plates.grammar import EMBASSY_PREFIX, PROVINCES, SUFFIXES, check_plate, normalise_plate_text
 
 if TYPE_CHECKING:
     from edge.watchlist.store import WatchlistStore
@@ -25,7 +25,8 @@ MAX_EDITS_LIMIT = 2
 # Real plates have at most 8 characters (new-energy plates). The margin leaves room for wildcards, and
 # the limit keeps the matching cost per entry small.
 MAX_PATTERN_LENGTH = 16
-
+# Lengths of every plate the daemon publishes: the reads that pass the plate grammar.
+PLATE_LENGTHS = (7, 8)
 
 
 class WatchlistError(Exception):
@@ -34,6 +35,15 @@ class WatchlistError(Exception):
 
 class InvalidEntryError(WatchlistError):
     """A pattern, max_edits, reason, list name, actor or CSV row is invalid."""
+
+
+class UnmatchablePatternError(InvalidEntryError):
+    """A pattern that no published plate can match; `kind` names the rule, for messages in other languages."""
+
+    def __init__(self, message: str, kind: str, published_as: str = ""):
+        super().__init__(message)
+        self.kind = kind  # "length", "not_plate", "published_as" or "first_character"
+        self.published_as = published_as
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,44 @@ def validate_max_edits(max_edits: object, pattern: str) -> int:
             f"give at least {max_edits + 1} plate characters or lower max_edits"
         )
     return max_edits
+
+
+def check_pattern_can_match(pattern: str, max_edits: int) -> None:
+    """Raise InvalidEntryError when no published plate can ever match the normalised `pattern`.
+
+    Only reads that pass the plate grammar are published, so such an entry would never give a hit, while
+    the investigator believes the vehicle is watched.
+    """
+    fixed = sum(1 for character in pattern if character != ANY_RUN)  # characters that every match needs
+    shortest, longest = min(PLATE_LENGTHS) - max_edits, max(PLATE_LENGTHS) + max_edits
+    if fixed > longest or (ANY_RUN not in pattern and fixed < shortest):
+        needed = f"{fixed} or more" if ANY_RUN in pattern else str(fixed)
+        raise UnmatchablePatternError(
+            f"invalid plate pattern '{pattern}': it matches only plates of {needed} characters, but plates "
+            f"have 7 or 8{f' (with {max_edits} edit(s): {shortest} to {longest})' if max_edits else ''}; "
+            "check the characters, or use '*' for an unknown part", "length"
+        )
+    if max_edits > 0:
+        return  # the tolerated edits may change any character
+    if ANY_RUN not in pattern and ANY_ONE not in pattern:
+        check = check_plate(pattern)
+        if not check.valid:
+            raise UnmatchablePatternError(
+                f"invalid plate pattern '{pattern}': it is not a mainland plate ({check.reason}), so no read "
+                "can match it; check the characters, or allow OCR errors with max_edits", "not_plate"
+            )
+        if check.text != pattern:
+            raise UnmatchablePatternError(
+                f"invalid plate pattern '{pattern}': reads of this plate are published as '{check.text}', "
+                "because the letters I and O never occur on plates; enter it as it is published",
+                "published_as", check.text
+            )
+    elif pattern[0] not in (ANY_RUN, ANY_ONE) and pattern[0] not in PROVINCES + EMBASSY_PREFIX:
+        raise UnmatchablePatternError(
+            f"invalid plate pattern '{pattern}': plates start with a province abbreviation such as 苏 or with "
+            f"{EMBASSY_PREFIX}, not '{pattern[0]}'; add the province, or start the pattern with '*'",
+            "first_character"
+        )
 
 
 def pattern_distance(pattern: str, text: str, limit: int) -> int | None:

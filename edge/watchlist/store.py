@@ -26,6 +26,7 @@ from edge.watchlist.plates import (
     InvalidEntryError,
     PlateEntry,
     WatchlistError,
+    check_pattern_can_match,
     normalise_pattern,
     validate_max_edits,
 )
@@ -439,6 +440,7 @@ def validate_entry(
     """Return the normalised pattern, reason, list name and max_edits, or raise InvalidEntryError."""
     normalised = normalise_pattern(pattern)
     checked_max_edits = validate_max_edits(max_edits, normalised)
+    check_pattern_can_match(normalised, checked_max_edits)
     checked_reason = validate_text("reason", reason, "say why the plate is watched, such as a case number")
     checked_list = validate_text("list name", list_name, "name the list, such as 'stolen-vehicles'")
     return normalised, checked_reason, checked_list, checked_max_edits

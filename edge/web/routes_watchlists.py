@@ -16,7 +16,7 @@ from edge.faces.quality import QualityGate
 from edge.models.manifest import load_manifest, model_dirs, resolve_file
 from edge.watchlist.enrol import MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, PhotoRejected, check_and_embed_photo
 from edge.watchlist.faces import FaceWatchlist
-from edge.watchlist.plates import WatchlistError, normalise_pattern
+from edge.watchlist.plates import UnmatchablePatternError, WatchlistError, check_pattern_can_match, normalise_pattern
 from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
@@ -60,7 +60,7 @@ async def add_plate(request: web.Request) -> web.Response:
         max_edits = int(str(form.get("max_edits", "0")))
     except ValueError:
         return await _plates_page(request, 400, error=t("watchlist.invalid_max_edits"), form=form)
-    error = await _plate_form_error(request, pattern, list_name, reason)
+    error = await _plate_form_error(request, pattern, list_name, reason, max_edits)
     if error is not None:
         return await _plates_page(request, 400, error=error, form=form)
 
@@ -75,7 +75,8 @@ async def add_plate(request: web.Request) -> web.Response:
     return await _plates_page(request, message=t("watchlist.plate_added", pattern=entry.pattern))
 
 
-async def _plate_form_error(request: web.Request, pattern: str, list_name: str, reason: str) -> str | None:
+async def _plate_form_error(request: web.Request, pattern: str, list_name: str, reason: str,
+                           max_edits: int) -> str | None:
     """Return the page's message for a missing field, an impossible pattern or a duplicate, else None.
 
     Other invalid values reach the store, which rejects them with an English detail.
@@ -90,9 +91,10 @@ async def _plate_form_error(request: web.Request, pattern: str, list_name: str, 
         normalised = normalise_pattern(pattern)
     except WatchlistError:
         return None
-    # Mainland plates have 7 or 8 characters, so a pattern without wildcards of another length never matches.
-    if "*" not in normalised and "?" not in normalised and len(normalised) not in (7, 8):
-        return t("watchlist.pattern_length", pattern=pattern.strip())
+    try:
+        check_pattern_can_match(normalised, max_edits)
+    except UnmatchablePatternError as error:
+        return t(f"watchlist.pattern_{error.kind}", pattern=pattern.strip(), published_as=error.published_as)
     entries = await asyncio.to_thread(request.app[WATCHLIST_KEY].list_plates)
     duplicate = next((entry for entry in entries
                       if entry.pattern == normalised and entry.list_name == list_name.strip()), None)

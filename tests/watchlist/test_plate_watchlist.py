@@ -81,7 +81,26 @@ INVALID_PATTERNS = [
     ("苏B1234567890123456", 0, "maximum 16"),
     ("*", 0, "would match every plate"),
     ("苏?", 1, "would match every plate"),
+    # Patterns that no published plate can match, because published plates pass the plate grammar.
+    ("ABC", 0, "only plates of 3 characters"),
+    ("AB123", 1, "only plates of 5 characters"),
+    ("苏B1234567890", 0, "only plates of 12 characters"),
+    ("苏B12345????*", 0, "only plates of 11 or more"),
+    ("1234567", 0, "not a mainland plate"),
+    ("京京京京京京京", 0, "not a mainland plate"),
+    ("苏BO1234", 0, "published as '苏B01234'"),
+    ("B*123", 0, "plates start with a province"),
 ]
+
+# Patterns that a published plate can match.
+VALID_PATTERNS = [("苏B12345", 0), ("苏BD73215", 0), ("苏B*123", 0), ("*123", 0), ("?B12345", 0), ("AB1234", 1),
+                  ("使123456", 0), ("粤Z1234港", 0), ("京A1234警", 0)]
+
+
+@pytest.mark.parametrize(("pattern", "max_edits"), VALID_PATTERNS)
+def test_matchable_pattern_accepted(store, pattern, max_edits):
+    entry = store.add_plate(pattern, "case 1", "stolen", max_edits)
+    assert entry.pattern == pattern
 
 
 @pytest.mark.parametrize(("pattern", "max_edits", "expected"), INVALID_PATTERNS)

@@ -60,6 +60,10 @@ async def test_add_and_remove_plate(admin):
     ({"pattern": "", "list_name": "l", "reason": "r", "max_edits": "0"}, "请填写：车牌或模式。"),
     ({"pattern": "京A12%45", "list_name": "l", "reason": "r", "max_edits": "0"}, "条目无效"),
     ({"pattern": "ABC", "list_name": "l", "reason": "r", "max_edits": "0"}, "ABC 不可能匹配任何车牌"),
+    ({"pattern": "1234567", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
+    ({"pattern": "京京京京京京京", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
+    ({"pattern": "苏BO1234", "list_name": "l", "reason": "r", "max_edits": "0"}, "会被识别为 苏B01234"),
+    ({"pattern": "B*123", "list_name": "l", "reason": "r", "max_edits": "0"}, "车牌以省份简称"),
     ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "x"}, "容错字符数必须是 0、1 或 2"),
     ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "7"}, "条目无效"),
 ])
