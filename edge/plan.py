@@ -19,6 +19,7 @@ from edge.faces.embedder import EMBEDDER_FAMILIES as FACE_EMBEDDER_FAMILIES
 from edge.plates.detector import PLATE_DETECTOR_FAMILIES
 from edge.plates.recognizer import RECOGNIZER_FAMILIES
 from edge.runtime.detector import DETECTOR_FAMILIES
+from edge.watchlist.remote import WatchlistSourceError, read_token_file
 
 # Options that only mean something for a file source; dropped when --source swaps in an RTSP URL.
 FILE_ONLY_OPTIONS = ("loop", "realtime")
@@ -165,6 +166,13 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
                                 camera.source))
         else:
             sources[camera.id] = source
+
+    if site.watchlist_source is not None:
+        # The daemon reads the token only after loading its models; check it here so a unit's check-config fails.
+        try:
+            read_token_file(site_path.parent / site.watchlist_source.token_file)
+        except WatchlistSourceError as error:
+            issues.append(issue(site_path, "watchlist_source.token_file", str(error)))
 
     if not enabled:
         issues.append(issue(site_path, "cameras", "every camera is disabled; enable at least one"))

@@ -273,3 +273,21 @@ def test_rtsp_override_drops_file_options(tmp_path):
     camera = site.cameras[0]
     assert camera.source == "rtsp://127.0.0.1:8554/cam"
     assert camera.loop is False
+
+
+def test_missing_watchlist_token_file_reported(tmp_path):
+    path = write(tmp_path, '[watchlist_source]\nurl = "http://127.0.0.1:8080"\ntoken_file = "nofile.txt"\n'
+                 + VALID_CAMERA)
+    with pytest.raises(ConfigError) as caught:
+        build_plan(path)
+    assert "site.toml: watchlist_source.token_file" in str(caught.value)
+    assert "nofile.txt" in str(caught.value)
+
+
+def test_readable_watchlist_token_file_accepted(tmp_path):
+    token = tmp_path / "token.txt"
+    token.write_text("token-1234567890\n", encoding="utf-8")
+    token.chmod(0o600)
+    path = write(tmp_path, '[watchlist_source]\nurl = "http://127.0.0.1:8080"\ntoken_file = "token.txt"\n'
+                 + VALID_CAMERA)
+    assert build_plan(path).site.watchlist_source.token_file == "token.txt"
