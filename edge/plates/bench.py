@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from edge.models.manifest import AssetError, Manifest, load_manifest, model_dirs, resolve_file
-from edge.plates.detector import PlateDetector
-from edge.plates.recognizer import PlateRecognizer
+from edge.plates.detector import PlateDetector, PlateDetectorError
+from edge.plates.recognizer import PlateRecognizer, PlateRecognizerError
 from edge.core.regions import Region
 from edge.plates.stage import PlateStage
 from edge.plates.vote import edit_distance
@@ -68,14 +68,25 @@ def _ratio(part: int, whole: int) -> float:
 
 
 def read_labels(labels_path: Path) -> dict[str, list[str]]:
-    """Read `file,plate,...` rows; `plate` may list several plates separated by ';'."""
-    with labels_path.open(encoding="utf-8-sig", newline="") as file:
-        reader = csv.DictReader(file)
-        missing = {"file", "plate"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{labels_path} has no column {', '.join(sorted(missing))}; expected a header "
-                             "with at least file,plate")
-        return {row["file"]: [p.strip() for p in row["plate"].split(LABEL_SEPARATOR) if p.strip()] for row in reader}
+    """Read `file,plate,...` rows; `plate` may list several plates separated by ';'.
+
+    Raises ValueError for a file that is not UTF-8, lacks the columns or has no rows.
+    """
+    try:
+        with labels_path.open(encoding="utf-8-sig", newline="") as file:
+            reader = csv.DictReader(file)
+            missing = {"file", "plate"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{labels_path} has no column {', '.join(sorted(missing))}; expected a header "
+                                 "with at least file,plate")
+            labels = {row["file"]: [p.strip() for p in row["plate"].split(LABEL_SEPARATOR) if p.strip()]
+                      for row in reader}
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{labels_path} is not UTF-8 (invalid byte at offset {error.start}); save it as "
+                         "UTF-8") from None
+    if not labels:
+        raise ValueError(f"{labels_path} has a header but no rows; add one row per image: file,plate")
+    return labels
 
 
 def score_image(report: BenchReport, file_name: str, expected: list[str], valid_reads: list[str],
@@ -124,6 +135,8 @@ def load_recognizer(manifest: Manifest, name: str, providers: list[str]) -> Plat
 def cmd_bench_plates(args: argparse.Namespace) -> int:
     manifest = load_manifest()
     try:
+        if not args.images.is_dir():
+            raise ValueError(f"--images {args.images} is not a folder; give the folder that holds the images")
         labels = read_labels(args.labels)
         detector_entry = manifest.model(args.detector)
         detector = PlateDetector(detector_entry, resolve_file(detector_entry, model_dirs()), args.providers)
@@ -138,7 +151,7 @@ def cmd_bench_plates(args: argparse.Namespace) -> int:
             stage.read([Region(warm_up, np.array([0, 0, 10, 10], dtype=np.float32))])
         report = run_bench(stage, args.images, labels,
                            BenchReport(args.detector, args.recognizer, args.double_row_recognizer), args.crops)
-    except (AssetError, ValueError, OSError) as error:
+    except (AssetError, ValueError, OSError, PlateDetectorError, PlateRecognizerError) as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 2
 

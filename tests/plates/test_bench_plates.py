@@ -33,3 +33,26 @@ def test_bench_missing_label_column(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "has no column file, plate" in result.stderr
+
+
+@pytest.mark.parametrize(("labels_bytes", "extra", "expected"), [
+    (b"file,plate\n", [], "has a header but no rows"),
+    (b"file,plate\n\xb6\xa9.jpg,x\n", [], "is not UTF-8"),
+    (b"file,plate\na.jpg,x\n", ["--recognizer", "yolox_nano_416"], "plate recognition supports"),
+    (b"file,plate\na.jpg,x\n", ["--detector", "yunet_s_640"], "plate detection supports"),
+], ids=["header-only", "gbk", "recognizer-family", "detector-family"])
+def test_bench_bad_input_explained(tmp_path, labels_bytes, extra, expected):
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(labels_bytes)
+    result = subprocess.run([*edge_command(), "bench", "plates", "--images", str(tmp_path), "--labels", str(labels),
+                             *extra], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_images_not_a_folder(tmp_path):
+    result = subprocess.run([*edge_command(), "bench", "plates", "--images", str(tmp_path / "nowhere"), "--labels",
+                             str(PLATES / "misc" / "labels.csv")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "is not a folder" in result.stderr
