@@ -26,20 +26,25 @@ def run_models_command(args: argparse.Namespace) -> int:
         return 0
 
     if args.models_command == "verify":
-        failures = 0
+        failures = checked = missing = 0
         for entry, is_media in rows:
             found = find_file(entry.file, entry.task, _search_dirs(is_media))
             if found is None:
+                missing += 1
                 if args.all:
                     failures += 1
                     print(f"MISSING {entry.name}: {entry.file}; run `edge models fetch {entry.name}`")
                 continue
+            checked += 1
             try:
                 verify_file(entry, found)
                 print(f"OK      {entry.name}: {found}")
             except AssetError as error:
                 failures += 1
                 print(f"BAD     {error}")
+        # Silence would read as success, so the count of files checked and not found is always printed.
+        hint = "" if args.all or not missing else " (with --all, missing files fail the check)"
+        print(f"{checked} of {len(rows)} file(s) found and checked, {missing} not found{hint}")
         return 1 if failures else 0
 
     names = args.names or [entry.name for entry, _ in rows if entry.url]

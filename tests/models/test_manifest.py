@@ -60,6 +60,16 @@ def test_models_verify_cli_reports_ok():
     assert "OK      car-detection" in result.stdout
 
 
+def test_models_verify_cli_counts_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("EDGE_MEDIA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = subprocess.run([*edge_command(), "models", "verify"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "0 of " in result.stdout
+    assert "not found (with --all, missing files fail the check)" in result.stdout
+
+
 def test_models_verify_cli_flags_corrupt(tmp_path, monkeypatch):
     shutil.copy(MODEL_DIR / "coco" / "yolox_nano_416.onnx", tmp_path / "yolox_nano_416.onnx")
     with (tmp_path / "yolox_nano_416.onnx").open("r+b") as file:
