@@ -38,7 +38,7 @@ run: venv
 	@$(VENV)/bin/python -m edge.demo $(DEMO_DIR)
 	@chmod 600 config/demo-api-token.txt
 	@$(EDGE) check-config $(DEMO_CONFIG)
-	@$(EDGE) watchlist plates list --db $(DEMO_DIR)/web-data/watchlists.sqlite | grep -q '$(DEMO_PLATE)' || \
+	@$(EDGE) watchlist plates list --db $(DEMO_DIR)/web-data/watchlists.sqlite 2>/dev/null | grep -q '$(DEMO_PLATE)' || \
 	$(EDGE) watchlist plates add '$(DEMO_PLATE)' --list demo --reason 'demo: the yellow plate in the gate clip' \
 	    --db $(DEMO_DIR)/web-data/watchlists.sqlite --actor demo
 	@$(EDGE) web --config $(WEB_CONFIG) & web=$$!; \

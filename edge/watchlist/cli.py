@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edge.watchlist.plates import MAX_EDITS_LIMIT, InvalidEntryError, PlateEntry
-from edge.watchlist.store import AuditRecord, WatchlistStore, WatchlistStoreError
+from edge.watchlist.store import AuditRecord, WatchlistStore, WatchlistStoreError, default_database_path
 
 
 def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -73,8 +73,16 @@ def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def run_watchlist_command(args: argparse.Namespace) -> int:
     """Run a parsed `watchlist` command and return its exit code. Errors go to stderr."""
+    read_only = (args.watchlist_command == "audit" or getattr(args, "plates_command", None) == "list"
+                 or getattr(args, "faces_command", None) == "list")
+    path = Path(args.db) if args.db is not None else default_database_path()
+    if read_only and not path.exists():
+        # Listing must not create an empty database at a mistyped path and report "no entries".
+        print(f"watchlist database {path} not found; pass --db with the site config's watchlist_db, or set "
+              "EDGE_DATA_DIR", file=sys.stderr)
+        return 2
     try:
-        store = WatchlistStore(args.db)
+        store = WatchlistStore(path)
         if args.watchlist_command == "audit":
             return _print_audit(store.audit_log(args.limit), args.json)
         if args.watchlist_command == "faces":

@@ -257,6 +257,14 @@ class WatchlistStore:
                     f"watchlist database {self.path} has schema version {schema_version}, but this version of edge "
                     f"reads up to {SCHEMA_VERSION}; upgrade edge"
                 )
+            if schema_version == 0:
+                tables = [row[0] for row in connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+                if tables:
+                    raise WatchlistStoreError(
+                        f"{self.path} is a SQLite database of something else (tables: {', '.join(tables[:5])}), "
+                        "not a watchlist database; give the path of the watchlist database (watchlist_db)"
+                    )
             # WAL mode is stored in the file, so it is set only once.
             if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 connection.execute("PRAGMA journal_mode=WAL")

@@ -642,9 +642,11 @@ def test_cli_default_db_in_data_dir(tmp_path):
 
 
 def test_cli_default_db_in_cwd(tmp_path):
-    result = run_cli("plates", "list", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    added = run_cli("plates", "add", "苏B12345", "--reason", "case 1", "--list", "stolen", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
     assert (tmp_path / "data" / "watchlists.sqlite").is_file()
+    listed = run_cli("plates", "list", cwd=tmp_path)
+    assert "苏B12345" in listed.stdout
 
 
 def test_cli_broken_database_exit_2(tmp_path):
@@ -670,3 +672,24 @@ def test_parser_sets_handler():
     args = parser.parse_args(["watchlist", "audit", "--limit", "5"])
     assert args.handler is run_watchlist_command
     assert args.limit == 5
+
+
+@pytest.mark.parametrize("command", [("plates", "list"), ("audit",), ("faces", "list")])
+def test_listing_missing_database_creates_nothing(tmp_path, command):
+    db = tmp_path / "typo" / "watchlists.sqlite"
+    result = run_cli(*command, "--db", str(db))
+    assert result.returncode == 2
+    assert "not found" in result.stderr
+    assert not db.parent.exists()
+
+
+def test_foreign_sqlite_file_left_unchanged(tmp_path):
+    other = tmp_path / "outbox.sqlite"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE messages (sequence INTEGER PRIMARY KEY, body BLOB)")
+    result = run_cli("plates", "list", "--db", str(other))
+    assert result.returncode == 2
+    assert "not a watchlist database" in result.stderr
+    with sqlite3.connect(other) as connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    assert tables == ["messages"]
