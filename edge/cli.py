@@ -108,6 +108,11 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         print(f"received {received} of {args.count} messages before {args.timeout} s passed with none",
               file=sys.stderr)
         return 1
+    if received == 0:
+        # A health check such as `edge subscribe --topic health --timeout 30` must fail on a silent daemon.
+        print(f"received no message from {args.endpoint} within {args.timeout} s; check that the daemon runs "
+              "and publishes there", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -172,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--count", type=positive_count, default=None, metavar="N",
                      help="exit after N messages (default: never)")
     sub.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
-                     help="exit when no message arrives for S seconds (default: wait forever)")
+                     help="exit when no message arrives for S seconds, with status 1 if none arrived at all "
+                     "(default: wait forever)")
     sub.add_argument("--from-seq", type=non_negative_count, default=None, metavar="N",
                      help="first print the stored hit and plate messages from sequence N on, fetched from "
                      "--replay-endpoint, then continue with the live feed, printing each sequence once")

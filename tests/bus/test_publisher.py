@@ -129,3 +129,11 @@ def test_subscribe_cli_times_out_with_error():
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "received 0 of 1 messages" in result.stderr
+
+
+def test_subscribe_cli_silent_endpoint_fails():
+    """Without --count, a timeout with no message at all still exits 1, so health checks can use it."""
+    command = [*edge_command(), "subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--timeout", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "received no message from tcp://127.0.0.1:" in result.stderr
