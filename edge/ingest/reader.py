@@ -19,6 +19,11 @@ from edge.ingest.slot import FramePacket, LatestFrameSlot
 
 log = logging.getLogger(__name__)
 
+# A dead camera retries every backoff_max_s for as long as it is down, which at the default 30 s would log
+# 2,880 warnings a day. After this many failures in a row the warning repeats only once per interval.
+WARNINGS_IN_A_ROW = 5
+REPEAT_WARNING_INTERVAL_S = 600.0
+
 
 class ReaderState(str, Enum):
     CONNECTING = "connecting"
@@ -107,6 +112,8 @@ class CameraReader(threading.Thread):
         self._pacing_start: tuple[float, float] | None = None  # (wall clock, media time) of the first frame
         self._passes = 0
         self._down_since: float | None = None  # monotonic time the stream was lost, until it streams again
+        self._failures_in_row = 0
+        self._last_warning_monotonic = float("-inf")
         self._damage = DamageGate(camera.id)
         self._frame_size: tuple[int, int] | None = None
         self._last_frame_time_utc = 0.0
@@ -132,7 +139,7 @@ class CameraReader(threading.Thread):
             except (av.error.FFmpegError, SourceError, StreamTimeoutError, OSError) as error:
                 if self.stop_event.is_set():
                     break
-                reason = redact_url(str(error)) or type(error).__name__
+                reason = describe_stream_error(error)
                 self.counters.last_error = reason
                 if self.is_file and self.counters.frames_decoded == 0:
                     self.state = ReaderState.FAILED
@@ -142,13 +149,27 @@ class CameraReader(threading.Thread):
             self.state = ReaderState.BACKOFF
             if self._down_since is None:
                 self._down_since = time.monotonic()
-            log.warning("%s: %s; reconnect %d in %.1f s", self.camera.id, reason, self.counters.reconnects + 1,
-                        backoff_s)
+            self._warn_reconnect(reason, backoff_s)
             if self.stop_event.wait(backoff_s):
                 break
             self.counters.reconnects += 1
             backoff_s = min(backoff_s * 2, self.ingest.backoff_max_s)
         self.state = ReaderState.STOPPED
+
+    def _warn_reconnect(self, reason: str, backoff_s: float) -> None:
+        """Log a failed attempt: every one of the first WARNINGS_IN_A_ROW, then one per REPEAT_WARNING_INTERVAL_S."""
+        self._failures_in_row += 1
+        now = time.monotonic()
+        repeat_due = now - self._last_warning_monotonic >= REPEAT_WARNING_INTERVAL_S
+        level = logging.WARNING if self._failures_in_row <= WARNINGS_IN_A_ROW or repeat_due else logging.DEBUG
+        if level == logging.WARNING:
+            self._last_warning_monotonic = now
+        log.log(level, "%s: %s; reconnect %d in %.1f s", self.camera.id, reason, self.counters.reconnects + 1,
+                backoff_s)
+        if self._failures_in_row == WARNINGS_IN_A_ROW:
+            log.warning("%s: %d failures in a row; until the camera streams again, this warning repeats every "
+                        "%.0f s (reconnects stay counted in health)", self.camera.id, WARNINGS_IN_A_ROW,
+                        REPEAT_WARNING_INTERVAL_S)
 
     def _open(self) -> av.container.InputContainer:
         timeout = (self.ingest.open_timeout_s, self.ingest.read_timeout_s)
@@ -183,6 +204,7 @@ class CameraReader(threading.Thread):
                 # A new RTSP session starts its clock again, often less than a second back.
                 self._limiter.reset()
             codec = stream.codec_context
+            self._failures_in_row = 0
             if self._down_since is not None:
                 # An operator who saw the reconnect warnings needs to see the recovery at the same level.
                 log.info("%s: streaming %s again (%s %dx%d) after %d reconnect(s), down %.1f s", self.camera.id,
@@ -280,6 +302,20 @@ class CameraReader(threading.Thread):
                 self.counters.decode_errors = self._damage.errors
                 continue
             yield from frames
+
+
+def describe_stream_error(error: Exception) -> str:
+    """Return a log-safe reason for a failed open or read, with a hint where the cause is clear."""
+    # PyAV formats FFmpeg errors as "[Errno N] text: 'url'", where N is an FFmpeg tag that means nothing to an
+    # operator, so the reason is built from the text and the URL alone.
+    strerror, filename = getattr(error, "strerror", None), getattr(error, "filename", None)
+    text = strerror if isinstance(strerror, str) and strerror else str(error)
+    if text is strerror and isinstance(filename, str) and filename:
+        text += f" ({filename})"
+    reason = redact_url(text) or type(error).__name__
+    if "401" in reason or "403" in reason:
+        reason += "; check the user name and password in the camera's source"
+    return reason
 
 
 def resolve_source(camera: CameraConfig, config_dir: Path, media_dirs: list[Path]) -> str | None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge.config.site import CameraConfig, IngestConfig
-from edge.ingest.reader import CameraReader, FrameRateLimiter, ReaderState
+from edge.ingest.reader import WARNINGS_IN_A_ROW, CameraReader, FrameRateLimiter, ReaderState
 from edge.ingest.redact import redact_url
 from edge.ingest.slot import LatestFrameSlot
 from tests.conftest import CAR_CLIP, PEOPLE_CLIP, free_port, wait_until
@@ -155,6 +155,8 @@ def test_rtsp_credentials_never_logged(rtsp_server, caplog):
     assert wait_until(lambda: reader.counters.reconnects >= 1, 20)
     stop_reader(reader, stop, collector)
     assert "401" in (reader.counters.last_error or "")
+    assert "check the user name and password in the camera's source" in reader.counters.last_error
+    assert "[Errno" not in reader.counters.last_error
     assert "Wrong-Password-99" not in caplog.text
     assert "Wrong-Password-99" not in (reader.counters.last_error or "")
     assert "rtsp://***@127.0.0.1" in caplog.text
@@ -208,8 +210,23 @@ def test_unserved_url_backs_off_with_cap(caplog):
     assert wait_until(lambda: reader.counters.reconnects >= 4, 20), reader.counters
     stop_reader(reader, stop, collector)
     waits = [float(r.getMessage().rsplit(" in ", 1)[1].split()[0]) for r in caplog.records
-             if "reconnect" in r.getMessage()]
+             if "; reconnect " in r.getMessage()]
     assert waits[:4] == [0.2, 0.4, 0.8, 0.8]
+
+
+def test_dead_camera_warnings_limited(caplog):
+    caplog.set_level(logging.DEBUG)
+    quick = IngestConfig(open_timeout_s=1, read_timeout_s=1, backoff_initial_s=0.05, backoff_max_s=0.05)
+    reader, collector, stop = make_reader(f"rtsp://127.0.0.1:{free_port()}/nobody", ingest=quick)
+    reader.start()
+    assert wait_until(lambda: reader.counters.reconnects >= 12, 20), reader.counters
+    stop_reader(reader, stop, collector)
+
+    attempts = [r for r in caplog.records if "; reconnect " in r.getMessage()]
+    warned = [r for r in attempts if r.levelno == logging.WARNING]
+    assert len(attempts) >= 12
+    assert len(warned) == WARNINGS_IN_A_ROW
+    assert any("failures in a row" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
 def test_stop_interrupts_backoff_wait():
