@@ -44,7 +44,7 @@ run: venv
 	@$(EDGE) web --config $(WEB_CONFIG) & web=$$!; \
 	$(EDGE) subscribe --endpoint $(FEED_ENDPOINT) --topic hit. & subscriber=$$!; \
 	$(EDGE) run --config $(DEMO_CONFIG) --duration $(DURATION); status=$$?; \
-	kill $$subscriber $$web; wait $$web; exit $$status
+	kill $$subscriber $$web 2>/dev/null; wait $$web; exit $$status
 
 test: venv
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -26,6 +26,8 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     new = str(form.get("new_password", ""))
     if new != str(form.get("repeat_password", "")):
         return render(request, "account.html", status=400, error=t("account.passwords_differ"))
+    if new == current:
+        return render(request, "account.html", status=400, error=t("account.same_password"))
 
     # The current password is checked like a login, so a left-open browser cannot be used to guess it.
     limiter = request.app[RATE_LIMITER_KEY]

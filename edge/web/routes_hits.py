@@ -227,6 +227,10 @@ async def hit_page(request: web.Request) -> web.Response:
 @require_role("investigator")
 async def acknowledge(request: web.Request) -> web.Response:
     hit = await _hit_or_404(request)
+    if not hit.topic.startswith("hit."):
+        # Plain plate reads are kept for search; only watchlist hits are alerts that someone acts on.
+        error = translator(request)("hit.not_a_hit")
+        return render(request, "hit.html", status=400, hit=hit, max_note_chars=MAX_NOTE_CHARS, error=error)
     form = await request.post()
     note = str(form.get("note", "")).strip()
     if len(note) > MAX_NOTE_CHARS:

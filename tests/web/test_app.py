@@ -20,6 +20,7 @@ from edge.web.audit import AUDIT_LOG_KEY
 from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY
 from edge.web.live import SESSION_ENDED_CODE
 from edge.web.security import SESSION_STORE_KEY, USER_STORE_KEY
+from edge.web.store import HitQuery
 from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
 
 
@@ -301,6 +302,30 @@ async def test_acknowledge_note_too_long(app_and_client):
     assert app[HIT_STORE_KEY].get(1).acked_at is None
 
 
+async def test_plate_read_is_not_an_alert(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "investigator")
+    read = next(hit for hit in app[HIT_STORE_KEY].search(HitQuery(topic="plate")).hits)
+    text = await (await client.get(f"/hits/{read.id}")).text()
+    assert f"<h1>车牌识别记录 {read.id}</h1>" in text
+    assert 'id="ack-form"' not in text
+
+    response = await client.post(f"/hits/{read.id}/ack", data={"csrf_token": await page_csrf_token(client),
+                                                               "note": "x"})
+    assert response.status == 400
+    assert app[HIT_STORE_KEY].get(read.id).acked_at is None
+
+
+async def test_acknowledged_row_labelled(app_and_client):
+    app, client = app_and_client
+    await log_in(client, "investigator")
+    hit = app[HIT_STORE_KEY].search(HitQuery(topic="hits")).hits[0]
+    app[HIT_STORE_KEY].acknowledge(hit.id, "investigator", "done")
+    text = await (await client.get("/")).text()
+    assert '<span class="acked-label"' in text
+    assert "已处置</span>" in text
+
+
 async def test_unknown_hit_is_404(app_and_client):
     _app, client = app_and_client
     await log_in(client, "viewer")
@@ -502,6 +527,7 @@ async def test_change_own_password(aiohttp_client, tmp_path, web_config, role):
     ("wrong-password-9", "viewer-new-password-2", "viewer-new-password-2", 400, "当前密码不正确"),
     (PASSWORDS["viewer"], "viewer-new-password-2", "viewer-new-password-3", 400, "两次输入的新密码不一致"),
     (PASSWORDS["viewer"], "short", "short", 400, "密码太短"),
+    (PASSWORDS["viewer"], PASSWORDS["viewer"], PASSWORDS["viewer"], 400, "新密码与当前密码相同"),
 ])
 async def test_change_own_password_rejected(aiohttp_client, tmp_path, web_config, current, new, repeat, status, shown):
     app, client = await client_as(aiohttp_client, tmp_path, web_config, "viewer")
