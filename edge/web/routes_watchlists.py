@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 from aiohttp import web
@@ -122,6 +123,12 @@ async def import_plates(request: web.Request) -> web.Response:
     if not isinstance(upload, web.FileField):
         return await _plates_page(request, 400, error=t("watchlist.no_file"))
     data = upload.file.read()
+    # Some clients percent-encode a non-ASCII file name in the multipart header.
+    file_name = Path(urllib.parse.unquote(upload.filename or "")).name or "upload.csv"
+    if _is_gbk_not_utf8(data):
+        # Excel on Chinese Windows saves "CSV" as GBK; say how to save UTF-8 in the page's language.
+        return await _plates_page(request, 400, error=t("watchlist.import_failed"),
+                                  error_detail=t("watchlist.import_gbk", file_name=file_name))
     # The store imports from a path, so the upload goes through a private temporary file.
     with tempfile.TemporaryDirectory(prefix="edge-import-") as folder:
         path = Path(folder) / "upload.csv"
@@ -129,12 +136,28 @@ async def import_plates(request: web.Request) -> web.Response:
         try:
             report = await asyncio.to_thread(request.app[WATCHLIST_KEY].import_plates_csv, path, _actor(request))
         except WatchlistError as error:
-            return await _plates_page(request, 400, error=t("watchlist.import_failed"), error_detail=str(error))
+            # The detail names the temporary file; the investigator knows the file by its own name.
+            detail = str(error).replace(str(path), file_name)
+            return await _plates_page(request, 400, error=t("watchlist.import_failed"), error_detail=detail)
     audit_request(request, "watchlist_plate_import", file_name=upload.filename, sha256=report.sha256,
                   loaded=len(report.loaded), rejected=len(report.rejected))
     message = t("watchlist.imported", loaded=len(report.loaded), rejected=len(report.rejected))
     return await _plates_page(request, message=message, rejected=report.rejected,
                               message_class="warning" if report.rejected else "message")
+
+
+def _is_gbk_not_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return False
+    try:
+        data.decode("gbk")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # Faces

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
+import re
+
 import cv2
+import numpy as np
 import pytest
 from aiohttp import FormData
 
@@ -91,6 +93,27 @@ async def test_import_lists_rejected_rows(admin):
     assert "<td>3</td>" in text
     assert "<td>4</td>" in text
     assert sorted(entry.pattern for entry in app[WATCHLIST_KEY].list_plates()) == ["京A12345", "粤C11111"]
+
+
+async def test_import_gbk_file_explained_in_chinese(admin):
+    app, client, token = admin
+    csv_bytes = "pattern,reason,list_name,max_edits\n沪A88888,案件,stolen,0\n".encode("gbk")
+    response = await client.post("/watchlists/plates/import", data=upload_form(token, "file", csv_bytes, "名单.csv"))
+    text = await response.text()
+    assert response.status == 400
+    assert "名单.csv 是 GBK 编码" in text, re.findall(r"<p class=.error.*?</p>", text, re.S)
+    assert "CSV UTF-8" in text
+    assert app[WATCHLIST_KEY].list_plates() == []
+
+
+async def test_import_error_names_uploaded_file(admin):
+    _app, client, token = admin
+    response = await client.post("/watchlists/plates/import",
+                                 data=upload_form(token, "file", b"name,text\na,b\n", "plates.csv"))
+    text = await response.text()
+    assert response.status == 400
+    assert "plates.csv" in text
+    assert "edge-import-" not in text
 
 
 async def test_enrol_face_photo(admin):
