@@ -45,9 +45,11 @@ def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
                      help=f"OCR character errors to tolerate, 0 to {MAX_EDITS_LIMIT} (default 0)")
 
     remove = plates_commands.add_parser("remove", parents=[common], help="stop watching an entry")
-    remove.add_argument("target", metavar="ID|PATTERN",
-                        help="entry id from `list`, or a pattern to remove from every list; digits only "
-                             "are read as an id")
+    remove.add_argument("target", metavar="ID|PATTERN", nargs="?",
+                        help="entry id from `list`, or a pattern to remove from every list (or from --list only); "
+                             "digits only are read as an id")
+    remove.add_argument("--list", dest="list_name", metavar="NAME",
+                        help="remove only from this list; without ID|PATTERN, remove every entry of the list")
 
     listing = plates_commands.add_parser("list", parents=[common], help="list the watched plates")
     listing.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
@@ -95,7 +97,7 @@ def run_watchlist_command(args: argparse.Namespace) -> int:
                   f"on list '{entry.list_name}'")
             return 0
         if args.plates_command == "remove":
-            return _remove(store, args.target, args.actor)
+            return _remove(store, args.target, args.actor, args.list_name)
         if args.plates_command == "list":
             return _print_entries(store, args.json)
         return _import(store, args.file, args.actor)
@@ -107,12 +109,21 @@ def run_watchlist_command(args: argparse.Namespace) -> int:
         return 2
 
 
-def _remove(store: WatchlistStore, target: str, actor: str | None) -> int:
-    # Digits only are read as an id. A pattern of digits only is valid but can be removed only by its id.
-    key: int | str = int(target) if target.isascii() and target.isdigit() else target
-    removed = store.remove_plate(key, actor=actor)
-    if removed == 0:
+def _remove(store: WatchlistStore, target: str | None, actor: str | None, list_name: str | None) -> int:
+    if target is None:
+        if list_name is None:
+            print("give an entry id or pattern to remove, or --list NAME to remove a whole list", file=sys.stderr)
+            return 1
+        removed = store.remove_list(list_name, actor=actor)
+        description = f"list '{list_name}'"
+    else:
+        # Digits only are read as an id. A pattern of digits only is valid but can be removed only by its id.
+        key: int | str = int(target) if target.isascii() and target.isdigit() else target
+        removed = store.remove_plate(key, actor=actor, list_name=list_name)
         description = f"id {key}" if isinstance(key, int) else f"pattern '{target}'"
+        if list_name is not None:
+            description += f" on list '{list_name}'"
+    if removed == 0:
         print(f"no watchlist entry with {description} in {store.path}; `edge watchlist plates list` shows the entries",
               file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge.plates.grammar import normalise_plate_text
 from edge.watchlist.plates import (
     InvalidEntryError,
     PlateEntry,
@@ -315,31 +316,42 @@ class WatchlistStore:
         log.debug("watchlist entry %s added by %s: %s", entry.id, actor, entry.pattern)
         return entry
 
-    def remove_plate(self, target: int | str, actor: str | None = None) -> int:
+    def remove_plate(self, target: int | str, actor: str | None = None, list_name: str | None = None) -> int:
         """Delete the entry with id `target`, or every entry with pattern `target`, and return how many.
 
-        Nothing is audited when nothing matched.
+        With `list_name`, only entries on that list are deleted. Nothing is audited when nothing matched.
         """
         actor = resolve_actor(actor)
         if isinstance(target, bool) or not isinstance(target, (int, str)):
             raise InvalidEntryError(f"invalid entry to remove {target!r}: give an entry id or a plate pattern")
         if isinstance(target, int):
-            condition, value = "id = ?", target
+            conditions, values = ["id = ?"], [target]
         else:
-            condition, value = "pattern = ?", normalise_pattern(target)
+            conditions, values = ["pattern = ?"], [normalise_pattern(target)]
+        if list_name is not None:
+            conditions.append("list_name = ?")
+            values.append(list_name)
+        detail = {"target": values[0], **({"list_name": list_name} if list_name is not None else {})}
+        return self._remove_where(" AND ".join(conditions), values, actor, "plate.remove", detail)
 
+    def remove_list(self, list_name: str, actor: str | None = None) -> int:
+        """Delete every entry on `list_name` and return how many; nothing is audited when the list is empty."""
+        actor = resolve_actor(actor)
+        return self._remove_where("list_name = ?", [list_name], actor, "plate.remove", {"list_name": list_name})
+
+    def _remove_where(self, condition: str, values: list, actor: str, action: str, detail: dict) -> int:
         with self.transaction(write=True) as connection:
             rows = connection.execute(
                 "SELECT id, pattern, max_edits, reason, list_name, created_at, created_by FROM plate_entries "
                 f"WHERE {condition}",
-                (value,),
+                values,
             ).fetchall()
             if not rows:
                 return 0
-            connection.execute(f"DELETE FROM plate_entries WHERE {condition}", (value,))
+            connection.execute(f"DELETE FROM plate_entries WHERE {condition}", values)
             removed = [_entry_detail(PlateEntry(*row)) for row in rows]
-            self.append_audit(connection, actor, "plate.remove", {"target": value, "removed": removed})
-        log.debug("%d watchlist entries removed by %s: %s", len(rows), actor, value)
+            self.append_audit(connection, actor, action, {**detail, "removed": removed})
+        log.debug("%d watchlist entries removed by %s: %s", len(rows), actor, detail)
         return len(rows)
 
     def replace_plate_entries(self, connection: sqlite3.Connection, entries: list[PlateEntry]) -> bool:
@@ -367,6 +379,35 @@ class WatchlistStore:
         """Return every entry, oldest first."""
         with self.transaction(write=False) as connection:
             return _select_entries(connection)
+
+    def search_plates(self, text: str | None = None, list_name: str | None = None, page: int = 1,
+                      page_size: int = 100) -> tuple[list[PlateEntry], int]:
+        """Return one page of the entries, newest first, and how many match in all.
+
+        `text` matches patterns that contain it after normalisation; `list_name` matches exactly.
+        """
+        conditions, values = [], []
+        if text:
+            conditions.append("instr(pattern, ?) > 0")
+            values.append(normalise_plate_text(text))
+        if list_name:
+            conditions.append("list_name = ?")
+            values.append(list_name)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        with self.transaction(write=False) as connection:
+            total = connection.execute(f"SELECT COUNT(*) FROM plate_entries {where}", values).fetchone()[0]
+            rows = connection.execute(
+                "SELECT id, pattern, max_edits, reason, list_name, created_at, created_by FROM plate_entries "
+                f"{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                [*values, page_size, (max(page, 1) - 1) * page_size],
+            ).fetchall()
+        return [PlateEntry(*row) for row in rows], total
+
+    def plate_lists(self) -> list[tuple[str, int]]:
+        """Return each list name with its number of entries, by name."""
+        with self.transaction(write=False) as connection:
+            return [tuple(row) for row in connection.execute(
+                "SELECT list_name, COUNT(*) FROM plate_entries GROUP BY list_name ORDER BY list_name")]
 
     def load_snapshot(self) -> tuple[int, list[PlateEntry]]:
         """Return the version and the entries, read in one transaction so that they agree."""

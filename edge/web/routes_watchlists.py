@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import tempfile
 import urllib.parse
 from pathlib import Path
 
 from aiohttp import web
+from yarl import URL
 
 from edge.faces.analyzer import FaceAnalyzer
 from edge.faces.detector import FaceDetector
@@ -28,6 +30,11 @@ log = logging.getLogger(__name__)
 
 # The form around a photo adds a few fields; anything beyond this is rejected by aiohttp before it is read.
 MAX_REQUEST_BYTES = MAX_PHOTO_BYTES + 64 * 1024
+# Entries per page: a watchlist of 20,000 entries on one page was 8 MB of HTML and took seconds to load.
+PLATE_PAGE_SIZE = 100
+MAX_FILTER_CHARS = 64
+# Messages shown after a redirect, named by the page's `notice` parameter.
+PLATE_NOTICES = ("removed", "list_removed", "not_found")
 
 
 def _actor(request: web.Request) -> str:
@@ -38,11 +45,34 @@ def _actor(request: web.Request) -> str:
 # Plates
 
 async def _plates_page(request: web.Request, status: int = 200, **messages: object) -> web.Response:
+    """Render the plates page: one page of the entries that match the GET filters, and the list summary."""
     store = request.app[WATCHLIST_KEY]
-    entries = await asyncio.to_thread(store.list_plates)
+    text = request.query.get("q", "").strip()[:MAX_FILTER_CHARS]
+    list_filter = request.query.get("list", "").strip()[:MAX_FILTER_CHARS]
+    page = _positive_int(request.query.get("page"))
+    entries, total = await asyncio.to_thread(store.search_plates, text or None, list_filter or None, page,
+                                             PLATE_PAGE_SIZE)
+    pages = max(1, math.ceil(total / PLATE_PAGE_SIZE))
+
+    def page_link(number: int) -> str:
+        return str(request.rel_url.update_query(page=number).without_query_params("notice", "count"))
+
+    t = translator(request)
+    notice = request.query.get("notice", "")
     context = {"message": None, "error": None, "error_detail": None, "rejected": [], "form": {}}
+    if notice in PLATE_NOTICES:
+        context["message"] = t(f"watchlist.notice_{notice}", count=request.query.get("count", "0")[:9])
     context.update(messages)
-    return render(request, "watchlist_plates.html", status=status, entries=entries, **context)
+    return render(request, "watchlist_plates.html", status=status, entries=entries, total=total, page=page,
+                  pages=pages, page_link=page_link, filter_text=text, list_filter=list_filter,
+                  lists=await asyncio.to_thread(store.plate_lists), **context)
+
+
+def _positive_int(value: str | None) -> int:
+    try:
+        return max(1, int(value or "1"))
+    except ValueError:
+        return 1
 
 
 @require_role("admin")
@@ -111,7 +141,20 @@ async def remove_plate(request: web.Request) -> web.Response:
     removed = await asyncio.to_thread(request.app[WATCHLIST_KEY].remove_plate, entry_id, _actor(request))
     if removed:
         audit_request(request, "watchlist_plate_remove", entry_id=entry_id)
-    raise web.HTTPSeeOther("/watchlists/plates")
+    notice = "removed" if removed else "not_found"
+    raise web.HTTPSeeOther(str(URL.build(path="/watchlists/plates", query={"notice": notice, "count": removed})))
+
+
+@require_role("admin")
+async def remove_plate_list(request: web.Request) -> web.Response:
+    list_name = str((await request.post()).get("list_name", "")).strip()
+    removed = 0
+    if list_name:
+        removed = await asyncio.to_thread(request.app[WATCHLIST_KEY].remove_list, list_name, _actor(request))
+    if removed:
+        audit_request(request, "watchlist_plate_remove", list_name=list_name, removed=removed)
+    notice = "list_removed" if removed else "not_found"
+    raise web.HTTPSeeOther(str(URL.build(path="/watchlists/plates", query={"notice": notice, "count": removed})))
 
 
 @require_role("admin")
@@ -126,7 +169,7 @@ async def import_plates(request: web.Request) -> web.Response:
     # Some clients percent-encode a non-ASCII file name in the multipart header.
     file_name = Path(urllib.parse.unquote(upload.filename or "")).name or "upload.csv"
     if _is_gbk_not_utf8(data):
-        # Excel on Chinese Windows saves "CSV" as GBK; say how to save UTF-8 in the page's language.
+        # Excel on Chinese Windows saves "CSV" as GBK; the message explains how to save UTF-8 instead.
         return await _plates_page(request, 400, error=t("watchlist.import_failed"),
                                   error_detail=t("watchlist.import_gbk", file_name=file_name))
     # The store imports from a path, so the upload goes through a private temporary file.
@@ -136,7 +179,7 @@ async def import_plates(request: web.Request) -> web.Response:
         try:
             report = await asyncio.to_thread(request.app[WATCHLIST_KEY].import_plates_csv, path, _actor(request))
         except WatchlistError as error:
-            # The detail names the temporary file; the investigator knows the file by its own name.
+            # The detail names the temporary file, so it is replaced by the name of the uploaded file.
             detail = str(error).replace(str(path), file_name)
             return await _plates_page(request, 400, error=t("watchlist.import_failed"), error_detail=detail)
     audit_request(request, "watchlist_plate_import", file_name=upload.filename, sha256=report.sha256,
@@ -245,6 +288,7 @@ def add_watchlist_routes(app: web.Application) -> None:
     app.router.add_get("/watchlists/plates", plates_page)
     app.router.add_post("/watchlists/plates", add_plate)
     app.router.add_post("/watchlists/plates/import", import_plates)
+    app.router.add_post("/watchlists/plates/lists/remove", remove_plate_list)
     app.router.add_post(r"/watchlists/plates/{entry_id:\d+}/remove", remove_plate)
     app.router.add_get("/watchlists/faces", faces_page)
     app.router.add_post("/watchlists/faces", add_face)

@@ -693,3 +693,22 @@ def test_foreign_sqlite_file_left_unchanged(tmp_path):
     with sqlite3.connect(other) as connection:
         tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     assert tables == ["messages"]
+
+
+def test_cli_remove_from_one_list(tmp_path):
+    db = str(tmp_path / "watchlists.sqlite")
+    for list_name in ("stolen", "missing"):
+        assert run_cli("plates", "add", "苏B12345", "--reason", "case 1", "--list", list_name, "--db", db).returncode == 0
+    assert run_cli("plates", "add", "苏B12346", "--reason", "case 2", "--list", "stolen", "--db", db).returncode == 0
+
+    narrowed = run_cli("plates", "remove", "苏B12345", "--list", "stolen", "--db", db)
+    assert narrowed.returncode == 0, narrowed.stderr
+    assert "removed 1 entry" in narrowed.stdout
+    whole = run_cli("plates", "remove", "--list", "stolen", "--db", db)
+    assert "removed 1 entry" in whole.stdout
+
+    remaining = WatchlistStore(db).list_plates()
+    assert [(entry.pattern, entry.list_name) for entry in remaining] == [("苏B12345", "missing")]
+    nothing = run_cli("plates", "remove", "--db", db)
+    assert nothing.returncode == 1
+    assert "--list NAME" in nothing.stderr

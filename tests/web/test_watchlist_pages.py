@@ -56,6 +56,45 @@ async def test_add_and_remove_plate(admin):
     actions = [record.action for record in app[AUDIT_LOG_KEY].query(1, 50).records]
     assert "watchlist_plate_add" in actions
     assert "watchlist_plate_remove" in actions
+    assert "已删除 1 条布控条目" in await (await client.get(removed.headers["Location"])).text()
+
+    again = await client.post(f"/watchlists/plates/{entry.id}/remove", data={"csrf_token": token})
+    assert "没有找到要删除的条目" in await again.text()
+
+
+async def test_plates_page_pages_and_filters(admin):
+    app, client, token = admin
+    store = app[WATCHLIST_KEY]
+    for number in range(250):
+        store.add_plate(f"沪C{number:05d}", "bulk import", "bulk")
+    store.add_plate("京A12345", "case 1", "stolen")
+
+    first = await client.get("/watchlists/plates")
+    text = await first.text()
+    assert "布控车牌（251 条）" in text
+    assert text.count('<td class="plate">') == 100
+    assert "第 1 / 3 页" in text
+
+    filtered = await (await client.get("/watchlists/plates", params={"q": "沪c0012"})).text()
+    assert "布控车牌（10 条）" in filtered
+    by_list = await (await client.get("/watchlists/plates", params={"list": "stolen"})).text()
+    assert "布控车牌（1 条）" in by_list
+    assert "京A12345" in by_list
+
+
+async def test_remove_whole_list(admin):
+    app, client, token = admin
+    store = app[WATCHLIST_KEY]
+    for number in range(5):
+        store.add_plate(f"沪C{number:05d}", "bulk import", "bulk")
+    store.add_plate("京A12345", "case 1", "stolen")
+
+    response = await client.post("/watchlists/plates/lists/remove", data={"csrf_token": token, "list_name": "bulk"})
+
+    assert "已删除整个布控库，共 5 条条目" in await response.text()
+    assert [entry.pattern for entry in store.list_plates()] == ["京A12345"]
+    record = app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_plate_remove").records[0]
+    assert record.detail == {"list_name": "bulk", "removed": 5}
 
 
 @pytest.mark.parametrize("form, shown", [
