@@ -143,9 +143,9 @@ def login_redirect(request: web.Request) -> web.HTTPFound:
     return web.HTTPFound(str(URL.build(path="/login", query={"next": safe_next(target)})))
 
 
-def error_response(request: web.Request, status: int, key: str) -> web.Response:
+def error_response(request: web.Request, status: int, key: str, **fields: object) -> web.Response:
     """Return a page, or JSON for JSON requests, with the catalogue text `key` in the request's language."""
-    message = translator(request)(key)
+    message = translator(request)(key, **fields)
     if wants_json(request):
         return web.json_response({"error": key, "message": message}, status=status)
     return render(request, "forbidden.html", status=status, message=message)
@@ -232,7 +232,9 @@ def require_role(role: str) -> Callable[[Handler], Handler]:
             if not user.can(role):
                 log.warning("user %s (%s) denied %s %s, which needs %s", user.name, user.role, request.method,
                             request.path, role)
-                return error_response(request, 403, "error.forbidden")
+                t = translator(request)
+                return error_response(request, 403, "error.forbidden", role=t(f"role.{user.role}"),
+                                      needed=t(f"role.{role}"))
             return await handler(request)
 
         guarded.required_role = role  # type: ignore[attr-defined]

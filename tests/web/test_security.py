@@ -60,7 +60,9 @@ async def test_forbidden_page_text(aiohttp_client, tmp_path, clock):
     client = await client_as(aiohttp_client, tmp_path, clock, "viewer")
     response = await client.get("/watchlists")
     assert response.status == 403
-    assert "您的角色无权访问此页面。" in await response.text()
+    text = await response.text()
+    assert "或更高角色，您的角色是“查看员”" in text
+    assert "请联系管理员" in text
 
 
 async def test_forbidden_json_for_json_requests(aiohttp_client, tmp_path, clock):
