@@ -54,8 +54,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         for issue in error.issues:
             log.error("invalid config: %s", issue)
-        log.error("not started: fix the %d error(s) above; `edge check-config %s` lists them", len(error.issues),
-                  args.config)
+        if args.source:
+            # check-config does not see --source, so it would report a config that fails only here as valid.
+            log.error("not started: fix the %d error(s) above, in the config or in the --source values",
+                      len(error.issues))
+        else:
+            log.error("not started: fix the %d error(s) above; `edge check-config %s` lists them",
+                      len(error.issues), args.config)
         return 2
 
     daemon = Daemon(plan)

@@ -161,7 +161,9 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
     for index, camera in enabled:
         source = resolve_source(camera, site_path.parent, media_dirs())
         if source is None:
-            issues.append(issue(site_path, f"cameras[{index}].source", "file not found beside the config file "
+            # A source given on the command line is named as such, because the config file does not hold it.
+            field = f"--source {camera.id}" if camera.id in (overrides or {}) else f"cameras[{index}].source"
+            issues.append(issue(site_path, field, "file not found beside the config file "
                                 "or in the media folders (EDGE_MEDIA_DIR, ./media); give an existing path",
                                 camera.source))
         else:

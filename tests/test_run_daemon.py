@@ -183,7 +183,9 @@ def test_source_override_replaces_clip(tmp_path):
                              "--source", "walkway=/nonexistent/clip.mp4", "--duration", "1"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "cameras[1].source = '/nonexistent/clip.mp4': file not found" in result.stderr
+    assert "--source walkway = '/nonexistent/clip.mp4': file not found" in result.stderr
+    assert "in the config or in the --source values" in result.stderr
+    assert "check-config" not in result.stderr
 
 
 def test_source_override_unknown_camera(tmp_path):
