@@ -75,7 +75,8 @@ def _add(args: argparse.Namespace, watchlist: FaceWatchlist) -> int:
     for path in args.photos:
         enrolled = _enrol_photo(path, analyzer, embedder)
         photos.append((enrolled.jpeg, enrolled.embedding))
-    person = watchlist.add_person(args.name, args.list_name, args.reason, photos, embedder.model_id, args.actor)
+    person = watchlist.add_person(args.name, args.list_name, args.reason, photos, embedder.model_id, args.actor,
+                                  match_threshold=embedder.entry.match_threshold)
     print(f"enrolled person {person.id}: {person.name} on list '{person.list_name}' from {person.photos} photo(s)")
     return 0
 

@@ -23,6 +23,16 @@ log = logging.getLogger(__name__)
 DEFAULT_MARGIN = 0.05
 
 
+class DuplicateFaceError(InvalidEntryError):
+    """A photo shows the face of a person who is already enrolled; the fields name that person."""
+
+    def __init__(self, message: str, person_id: int, name: str, list_name: str):
+        super().__init__(message)
+        self.person_id = person_id
+        self.name = name
+        self.list_name = list_name
+
+
 @dataclass(frozen=True)
 class FacePerson:
     """An enrolled person."""
@@ -112,8 +122,11 @@ class FaceWatchlist:
         self.store = store
 
     def add_person(self, name: str, list_name: str, reason: str, photos: list[tuple[bytes, np.ndarray]],
-                   model_id: str, actor: str | None = None) -> FacePerson:
-        """Enrol a person from JPEG photos and their embeddings, all in one transaction."""
+                   model_id: str, actor: str | None = None, match_threshold: float | None = None) -> FacePerson:
+        """Enrol a person from JPEG photos and their embeddings, all in one transaction.
+
+        With `match_threshold`, a photo whose face matches an enrolled person at that similarity is rejected.
+        """
         name = validate_text("name", name, "give the person's name")
         list_name = validate_text("list name", list_name, "give a list such as wanted or missing")
         reason = validate_text("reason", reason, "give a case number or why the person is enrolled")
@@ -130,6 +143,9 @@ class FaceWatchlist:
                     f"'{name}' is already on list '{list_name}' as person {existing[0]}; remove person "
                     f"{existing[0]} and enrol again with all photos, or use another name"
                 )
+            if match_threshold is not None:
+                self._reject_enrolled_face(connection, model_id, [embedding for _, embedding in photos],
+                                           match_threshold)
             person_id = connection.execute(
                 "INSERT INTO face_persons (name, list_name, reason, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
                 (name, list_name, reason, created_at, actor),
@@ -149,6 +165,29 @@ class FaceWatchlist:
                 "photo_sha256": hashes, "model_id": model_id,
             })
         return FacePerson(person_id, name, list_name, reason, created_at, actor, len(photos))
+
+    def _reject_enrolled_face(self, connection, model_id: str, embeddings: list[np.ndarray], threshold: float) -> None:
+        """Raise InvalidEntryError when a new photo shows a face that an enrolled person's photo matches.
+
+        The same face under two persons would make a hit name either of them, and because a match needs a
+        margin over the runner-up, it usually makes the face match neither.
+        """
+        stored = self._embeddings(connection, model_id)
+        if not stored:
+            return
+        matrix = np.stack([row.vector for row in stored])
+        for number, embedding in enumerate(embeddings, start=1):
+            similarities = matrix @ np.asarray(embedding, dtype=np.float32)
+            best = int(np.argmax(similarities))
+            if similarities[best] >= threshold:
+                person_id = stored[best].person_id
+                name, list_name = connection.execute(
+                    "SELECT name, list_name FROM face_persons WHERE id = ?", (person_id,)).fetchone()
+                raise DuplicateFaceError(
+                    f"photo {number} matches person {person_id} '{name}' on list '{list_name}' (similarity "
+                    f"{similarities[best]:.2f}, match threshold {threshold:.2f}); one face under two persons would "
+                    f"match neither, so add the photos to person {person_id} (remove and enrol again with all "
+                    "photos) or check that the photo shows the right person", person_id, name, list_name)
 
     @staticmethod
     def _insert_embedding(connection, photo_id: int, model_id: str, embedding: np.ndarray) -> None:

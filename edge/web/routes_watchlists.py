@@ -18,7 +18,7 @@ from edge.faces.embedder import FaceEmbedder
 from edge.faces.quality import QualityGate
 from edge.models.manifest import load_manifest, model_dirs, resolve_file
 from edge.watchlist.enrol import MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, PhotoRejected, check_and_embed_photo
-from edge.watchlist.faces import FaceWatchlist
+from edge.watchlist.faces import DuplicateFaceError, FaceWatchlist
 from edge.watchlist.plates import UnmatchablePatternError, WatchlistError, check_pattern_can_match, normalise_pattern
 from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
@@ -226,7 +226,8 @@ class FaceEnroller:
     def enrol(self, watchlist: FaceWatchlist, name: str, list_name: str, reason: str, photo: bytes, actor: str):
         analyzer, embedder = self.models()
         face = check_and_embed_photo(photo, analyzer, embedder)
-        return watchlist.add_person(name, list_name, reason, [(face.jpeg, face.embedding)], face.model_id, actor)
+        return watchlist.add_person(name, list_name, reason, [(face.jpeg, face.embedding)], face.model_id, actor,
+                                    match_threshold=embedder.entry.match_threshold)
 
 
 ENROLLER_KEY = web.AppKey("face_enroller", FaceEnroller)
@@ -264,6 +265,10 @@ async def add_face(request: web.Request) -> web.Response:
         error = t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20,
                   megapixels=MAX_PHOTO_PIXELS // 1_000_000)
         return await _faces_page(request, 400, error=error, error_detail=rejected.detail, form=form)
+    except DuplicateFaceError as duplicate:
+        error = t("watchlist.face_already_enrolled", person_id=duplicate.person_id, name=duplicate.name,
+                  list_name=duplicate.list_name)
+        return await _faces_page(request, 400, error=error, form=form)
     except WatchlistError as error:
         return await _faces_page(request, 400, error=t("watchlist.invalid_entry"), error_detail=str(error),
                                  form=form)

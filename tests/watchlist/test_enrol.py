@@ -182,3 +182,29 @@ def test_cli_enrols_through_shared_check(tmp_path, capsys):
     assert code == 0
     persons = FaceWatchlist(WatchlistStore(db)).list_persons()
     assert [(person.name, person.photos) for person in persons] == [("Barack Obama", 1)]
+
+
+def enrol(store_path, models, name: str, photo_name: str):
+    from edge.watchlist.faces import FaceWatchlist
+    from edge.watchlist.store import WatchlistStore
+
+    _analyzer, embedder = models
+    face = check_and_embed_photo((FACES / photo_name).read_bytes(), *models)
+    return FaceWatchlist(WatchlistStore(store_path)).add_person(
+        name, "wanted", "case 1", [(face.jpeg, face.embedding)], face.model_id, "test",
+        match_threshold=embedder.entry.match_threshold)
+
+
+def test_same_face_under_second_name_rejected(tmp_path, models):
+    from edge.watchlist.faces import DuplicateFaceError, FaceWatchlist
+    from edge.watchlist.store import WatchlistStore
+
+    db = tmp_path / "watchlists.sqlite"
+    first = enrol(db, models, "Barack Obama", "obama/obama_1.jpg")
+    with pytest.raises(DuplicateFaceError) as caught:
+        enrol(db, models, "Other name", "obama/obama_2.jpg")  # another photo of the same man
+    assert caught.value.person_id == first.id
+    assert "matches person 1 'Barack Obama'" in str(caught.value)
+    # A different person is still enrolled.
+    enrol(db, models, "Joe Biden", "biden/biden_1.jpg")
+    assert [person.name for person in FaceWatchlist(WatchlistStore(db)).list_persons()] == ["Barack Obama", "Joe Biden"]

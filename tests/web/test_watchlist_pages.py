@@ -155,6 +155,20 @@ async def test_import_error_names_uploaded_file(admin):
     assert "edge-import-" not in text
 
 
+async def test_same_face_under_two_names_rejected(admin):
+    app, client, token = admin
+    first = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "a.jpg", name="Barack Obama",
+        list_name="vip", reason="test enrolment"))
+    assert first.status == 200
+    second = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", (FACES / "obama" / "obama_2.jpg").read_bytes(), "b.jpg", name="Someone else",
+        list_name="wanted", reason="test enrolment"))
+    assert second.status == 400
+    assert "照片中的人脸与已布控人员 1“Barack Obama”（布控库“vip”）相同" in await second.text()
+    assert [person.name for person in FaceWatchlist(app[WATCHLIST_KEY]).list_persons()] == ["Barack Obama"]
+
+
 async def test_enrol_face_photo(admin):
     app, client, token = admin
     photo = (FACES / "obama" / "obama_1.jpg").read_bytes()
