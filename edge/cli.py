@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log verbosity (default INFO)")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the analytics daemon")
     run.add_argument("--config", required=True, type=Path, help="site config TOML file")
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=cmd_subscribe)
 
     models = commands.add_parser("models", help="list, verify or fetch models and demo media")
-    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     models_commands.add_parser("list", help="list manifest entries and where each file was found")
     verify = models_commands.add_parser("verify", help="check the sha256 of every file found")
     verify.add_argument("--all", action="store_true", help="also fail when an entry's file is missing")

@@ -218,7 +218,7 @@ def add_bench_faces_parser(bench_commands: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run `edge bench faces` on its own: `python -m edge.faces.bench faces --identities DIR`."""
     parser = argparse.ArgumentParser(prog="edge bench")
-    add_bench_faces_parser(parser.add_subparsers(dest="bench_command", required=True))
+    add_bench_faces_parser(parser.add_subparsers(dest="bench_command", required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
     return args.handler(args)
 

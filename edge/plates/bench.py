@@ -171,7 +171,7 @@ def cmd_bench_plates(args: argparse.Namespace) -> int:
 
 def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     bench = subparsers.add_parser("bench", help="measure accuracy and speed of a stage")
-    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     plates = bench_commands.add_parser("plates", help="plate reading on a folder of labelled images")
     plates.add_argument("--images", type=Path, required=True, help="folder with the images")
     plates.add_argument("--labels", type=Path, required=True,

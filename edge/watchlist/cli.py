@@ -27,10 +27,10 @@ def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
                         help="person recorded in the audit log for changes (default: the OS user name)")
 
     watchlist = subparsers.add_parser("watchlist", help="manage the plate and face watchlists and read their audit log")
-    watchlist_commands = watchlist.add_subparsers(dest="watchlist_command", required=True)
+    watchlist_commands = watchlist.add_subparsers(dest="watchlist_command", required=True, metavar="COMMAND")
 
     plates = watchlist_commands.add_parser("plates", help="add, remove, list or import watched plates")
-    plates_commands = plates.add_subparsers(dest="plates_command", required=True)
+    plates_commands = plates.add_subparsers(dest="plates_command", required=True, metavar="COMMAND")
 
     add = plates_commands.add_parser(
         "add", parents=[common], help="watch a plate pattern",
@@ -203,7 +203,7 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run `watchlist ...` on its own, before or without the `edge` command."""
     parser = argparse.ArgumentParser(prog="edge", description="Manage the plate watchlist.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_watchlist_parser(commands)
     args = parser.parse_args(argv)
     return args.handler(args)

@@ -27,7 +27,7 @@ def add_face_commands(watchlist_commands: argparse._SubParsersAction, common: ar
                         help=f"face embedding model; must match the daemon's (default {DEFAULT_EMBEDDER})")
 
     faces = watchlist_commands.add_parser("faces", help="enrol, list or remove persons of the face watchlist")
-    faces_commands = faces.add_subparsers(dest="faces_command", required=True)
+    faces_commands = faces.add_subparsers(dest="faces_command", required=True, metavar="COMMAND")
     add = faces_commands.add_parser(
         "add", parents=[common, models], help="enrol a person from one or more photos",
         description="Enrol a person. Every photo must show exactly one face that passes the quality gate; "
