@@ -10,12 +10,10 @@ import pytest
 
 from edge.core.regions import Region
 from edge.faces.analyzer import EnrolmentError, FaceAnalyzer
-from edge.faces.detector import FaceDetector
-from edge.faces.embedder import FaceEmbedder
-from edge.faces.quality import QualityGate
-from edge.models.manifest import load_manifest, resolve_file
+from edge.models.manifest import load_manifest
 from edge.watchlist.faces import FaceGallery, FacePerson
-from tests.conftest import ASSETS, MODEL_DIR
+from tests.conftest import ASSETS
+from tests.support.face_models import load_face_analyzer
 
 FACES = ASSETS / "images" / "faces"
 IDENTITIES = ["obama", "biden", "kit_harington", "rose_leslie", "alex_lacamoire"]
@@ -34,11 +32,7 @@ SKIPPED_BY_GATE: dict[str, set[str]] = {}
 
 @pytest.fixture(scope="module")
 def analyzer() -> FaceAnalyzer:
-    manifest = load_manifest()
-    detector_entry, embedder_entry = manifest.model("yunet_s_640"), manifest.model("mobilefacenet_128d")
-    detector = FaceDetector(detector_entry, resolve_file(detector_entry, [MODEL_DIR]), ["cpu"], 0.7)
-    embedder = FaceEmbedder(embedder_entry, resolve_file(embedder_entry, [MODEL_DIR]), ["cpu"])
-    return FaceAnalyzer(detector, embedder, QualityGate())
+    return load_face_analyzer()
 
 
 def photos_of(identity: str) -> list[Path]:

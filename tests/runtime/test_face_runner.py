@@ -10,16 +10,13 @@ from edge.config.pipeline import FaceStage
 from edge.config.site import CameraConfig
 from edge.events.faces import FaceEventBuilder
 from edge.faces.analyzer import FaceAnalyzer
-from edge.faces.detector import FaceDetector
-from edge.faces.embedder import FaceEmbedder
-from edge.faces.quality import QualityGate
 from edge.ingest.slot import FramePacket
-from edge.models.manifest import load_manifest, resolve_file
 from edge.runtime.analysis import CameraAnalysis
 from edge.runtime.detector import Detections
 from edge.runtime.face_runner import FaceStageRunner
 from edge.watchlist.faces import FaceGallery
-from tests.conftest import ASSETS, MODEL_DIR
+from tests.conftest import ASSETS
+from tests.support.face_models import load_face_analyzer
 
 FACE_PHOTO = ASSETS / "images" / "faces" / "obama" / "obama_3.jpg"
 NO_DETECTIONS = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
@@ -27,11 +24,7 @@ NO_DETECTIONS = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
 
 @pytest.fixture(scope="module")
 def analyzer() -> FaceAnalyzer:
-    manifest = load_manifest()
-    detector_entry, embedder_entry = manifest.model("yunet_s_640"), manifest.model("mobilefacenet_128d")
-    detector = FaceDetector(detector_entry, resolve_file(detector_entry, [MODEL_DIR]), ["cpu"], 0.7)
-    embedder = FaceEmbedder(embedder_entry, resolve_file(embedder_entry, [MODEL_DIR]), ["cpu"])
-    return FaceAnalyzer(detector, embedder, QualityGate())
+    return load_face_analyzer()
 
 
 def face_camera_runner(analyzer: FaceAnalyzer) -> FaceStageRunner:
