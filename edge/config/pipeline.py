@@ -86,7 +86,8 @@ class TrackStage(StrictModel):
     lost_buffer_s: float = Field(
         default=1.0, gt=0, le=60,
         description="Seconds a track survives without a match, counted from the first analysed frame that missed "
-        "it, keeping its id for an object that reappears. Raising it bridges longer occlusions but keeps stale "
+        "it, keeping its id for an object that reappears; a track ends only after at least two analysed frames "
+        "missed it, so sparse frames do not split tracks. Raising it bridges longer occlusions but keeps stale "
         "tracks, delays their end (and the plate of a track that ends), and keeps motion gating open longer.",
     )
     min_hits: int = Field(

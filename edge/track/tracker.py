@@ -35,6 +35,8 @@ INTERCHANGEABLE_CLASSES = ("car", "truck", "bus")
 # Frame interval assumed by `Tracker.update` when the caller gives no frame time: one frame at the default
 # max_fps of 10.
 NOMINAL_FRAME_INTERVAL_S = 0.1
+# Analysed frames that must miss a track before lost_buffer_s can end it; see Tracker.update.
+MIN_MISSES_TO_END = 2
 
 # Floors of the alpha-beta filter's gains: the share of a measured box's offset from the prediction that
 # corrects the box, and (divided by the frame interval) the velocity. Lower floors average more jitter out
@@ -143,10 +145,13 @@ class Tracker:
         """
         now_s = self._advance_clock(frame_time_s)
         config = self.config
-        # Tracks lost for longer than lost_buffer_s end before association, so that after a gap between
-        # analysed frames (motion gating, a stalled stream) a new object at the same place gets a new id.
+        # Tracks lost for longer than lost_buffer_s end before association, so a hidden object that comes back
+        # later gets a new id. A track missed in only one analysed frame is kept one more frame however late
+        # that frame is: when an overloaded box analyses a frame every few seconds, one miss must not split a
+        # track (and send its plate or face hit twice).
         ended = [track for track in self.tracks
-                 if track.lost_since_s is not None and now_s - track.lost_since_s > config.lost_buffer_s]
+                 if track.lost_since_s is not None and now_s - track.lost_since_s > config.lost_buffer_s
+                 and track.misses >= MIN_MISSES_TO_END]
         if ended:
             self.tracks = [track for track in self.tracks if track not in ended]
         boxes = np.asarray(detections.boxes_xyxy, dtype=np.float32).reshape(-1, 4)

@@ -74,6 +74,24 @@ def test_occlusion_within_buffer_keeps_id(hidden_frames, keeps_id):
         assert ended_at == [5 + 6]  # 0.6 s after the first missed frame
 
 
+def test_one_miss_between_sparse_frames_keeps_id():
+    """An overloaded box analyses a frame every 1.5 s; one missed detection must not split the track."""
+    tracker = Tracker(TrackStage(lost_buffer_s=1.0))
+    assert ids_of(tracker, [square(10)], 0.0) == [1]
+    assert tracker.update(detections(), 1.5).ended == []
+    assert ids_of(tracker, [square(12)], 3.0) == [1]
+
+
+def test_two_misses_past_buffer_end_track():
+    tracker = Tracker(TrackStage(lost_buffer_s=1.0))
+    assert ids_of(tracker, [square(10)], 0.0) == [1]
+    tracker.update(detections(), 1.5)
+    tracker.update(detections(), 3.0)
+    update = tracker.update(detections(square(10)), 4.5)
+    assert [track.track_id for track in update.ended] == [1]
+    assert update.track_ids.tolist() == [2]
+
+
 def test_lost_track_counts_misses_until_it_ends():
     tracker = Tracker(TrackStage(lost_buffer_s=0.25))
     tracker.update(detections(square(0)), 0.0)
