@@ -147,8 +147,8 @@ class Tracker:
         config = self.config
         # Tracks lost for longer than lost_buffer_s end before association, so a hidden object that comes back
         # later gets a new id. A track missed in only one analysed frame is kept one more frame however late
-        # that frame is: when an overloaded box analyses a frame every few seconds, one miss must not split a
-        # track (and send its plate or face hit twice).
+        # that frame is. An overloaded box may analyse a frame every few seconds, and one miss there must not
+        # split a track and send its plate or face hit twice.
         ended = [track for track in self.tracks
                  if track.lost_since_s is not None and now_s - track.lost_since_s > config.lost_buffer_s
                  and track.misses >= MIN_MISSES_TO_END]
