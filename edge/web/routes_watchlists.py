@@ -223,11 +223,27 @@ class FaceEnroller:
             self._models = FaceAnalyzer(detector, embedder, QualityGate()), embedder
         return self._models
 
-    def enrol(self, watchlist: FaceWatchlist, name: str, list_name: str, reason: str, photo: bytes, actor: str):
+    def enrol(self, watchlist: FaceWatchlist, name: str, list_name: str, reason: str,
+              photos: list[tuple[str, bytes]], actor: str):
+        """Check every (file name, data) photo, then enrol the person from all of them; raise PhotoFileRejected."""
         analyzer, embedder = self.models()
-        face = check_and_embed_photo(photo, analyzer, embedder)
-        return watchlist.add_person(name, list_name, reason, [(face.jpeg, face.embedding)], face.model_id, actor,
-                                    match_threshold=embedder.entry.match_threshold)
+        faces = []
+        for file_name, data in photos:
+            try:
+                faces.append(check_and_embed_photo(data, analyzer, embedder))
+            except PhotoRejected as rejected:
+                raise PhotoFileRejected(file_name, rejected) from None
+        return watchlist.add_person(name, list_name, reason, [(face.jpeg, face.embedding) for face in faces],
+                                    faces[0].model_id, actor, match_threshold=embedder.entry.match_threshold)
+
+
+class PhotoFileRejected(Exception):
+    """One uploaded photo of several failed the photo check; nothing was enrolled."""
+
+    def __init__(self, file_name: str, rejected: PhotoRejected):
+        super().__init__(f"{file_name}: {rejected.detail}")
+        self.file_name = file_name
+        self.rejected = rejected
 
 
 ENROLLER_KEY = web.AppKey("face_enroller", FaceEnroller)
@@ -250,20 +266,25 @@ async def faces_page(request: web.Request) -> web.Response:
 @require_role("admin")
 async def add_face(request: web.Request) -> web.Response:
     t = translator(request)
-    form = dict(await request.post())
-    upload = form.get("photo")
-    if not isinstance(upload, web.FileField):
+    posted = await request.post()
+    form = {key: value for key, value in posted.items() if isinstance(value, str)}
+    # One person may be enrolled from several photos, within the request size limit in total.
+    uploads = [upload for upload in posted.getall("photo", []) if isinstance(upload, web.FileField)]
+    if not uploads:
         return await _faces_page(request, 400, error=t("watchlist.no_file"), form=form)
-    photo = upload.file.read()
+    photos = [(urllib.parse.unquote(upload.filename or "photo"), upload.file.read()) for upload in uploads]
     watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
     try:
         person = await asyncio.to_thread(
             request.app[ENROLLER_KEY].enrol, watchlist, str(form.get("name", "")), str(form.get("list_name", "")),
-            str(form.get("reason", "")), photo, _actor(request))
-    except PhotoRejected as rejected:
-        log.info("face photo %r rejected: %s", upload.filename, rejected.detail)
+            str(form.get("reason", "")), photos, _actor(request))
+    except PhotoFileRejected as failed:
+        rejected = failed.rejected
+        log.info("face photo %r rejected: %s", failed.file_name, rejected.detail)
         error = t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20,
                   megapixels=MAX_PHOTO_PIXELS // 1_000_000)
+        if len(photos) > 1:
+            error = t("watchlist.photo_of_several", file_name=failed.file_name, problem=error)
         return await _faces_page(request, 400, error=error, error_detail=rejected.detail, form=form)
     except DuplicateFaceError as duplicate:
         error = t("watchlist.face_already_enrolled", person_id=duplicate.person_id, name=duplicate.name,
@@ -273,7 +294,7 @@ async def add_face(request: web.Request) -> web.Response:
         return await _faces_page(request, 400, error=t("watchlist.invalid_entry"), error_detail=str(error),
                                  form=form)
     audit_request(request, "watchlist_face_add", person_id=person.id, name=person.name,
-                  list_name=person.list_name, reason=person.reason, file_name=upload.filename)
+                  list_name=person.list_name, reason=person.reason, file_names=[name for name, _ in photos])
     return await _faces_page(request, message=t("watchlist.face_added", name=person.name))
 
 

@@ -169,6 +169,31 @@ async def test_same_face_under_two_names_rejected(admin):
     assert [person.name for person in FaceWatchlist(app[WATCHLIST_KEY]).list_persons()] == ["Barack Obama"]
 
 
+async def test_enrol_face_from_two_photos(admin):
+    app, client, token = admin
+    form = upload_form(token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "a.jpg",
+                       name="Barack Obama", list_name="vip", reason="test enrolment")
+    form.add_field("photo", (FACES / "obama" / "obama_2.jpg").read_bytes(), filename="b.jpg",
+                   content_type="application/octet-stream")
+    response = await client.post("/watchlists/faces", data=form)
+    assert response.status == 200, await response.text()
+    (person,) = FaceWatchlist(app[WATCHLIST_KEY]).list_persons()
+    assert person.photos == 2
+    record = app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_face_add").records[0]
+    assert record.detail["file_names"] == ["a.jpg", "b.jpg"]
+
+
+async def test_bad_photo_among_several_enrols_nothing(admin):
+    app, client, token = admin
+    form = upload_form(token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "a.jpg",
+                       name="Barack Obama", list_name="vip", reason="test enrolment")
+    form.add_field("photo", b"not an image", filename="notes.txt", content_type="application/octet-stream")
+    response = await client.post("/watchlists/faces", data=form)
+    assert response.status == 400
+    assert "notes.txt：文件不是可识别的 JPEG 或 PNG 图片" in await response.text()
+    assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
+
+
 async def test_enrol_face_photo(admin):
     app, client, token = admin
     photo = (FACES / "obama" / "obama_1.jpg").read_bytes()
