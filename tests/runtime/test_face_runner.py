@@ -55,10 +55,11 @@ def test_face_track_ends_after_real_gap(analyzer):
     show(runner, face, 1000.2, 1)
     (first_id,) = live_track_ids(runner)
     show(runner, blank, 1000.4, 2)
-    # Three frames later, but 10 s on the camera's clock: with one nominal frame step per frame, the
+    show(runner, blank, 1000.6, 3)
+    # Two frames later, but 10 s on the camera's clock: with one nominal frame step per frame, the
     # tracker would still take the face for the same track.
-    show(runner, face, 1010.4, 3)
     show(runner, face, 1010.6, 4)
+    show(runner, face, 1010.8, 5)
 
     ids = live_track_ids(runner)
     assert first_id not in ids
