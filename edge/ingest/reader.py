@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -310,12 +311,11 @@ def describe_stream_error(error: Exception) -> str:
     # operator, so the reason is built from the text and the URL alone.
     strerror, filename = getattr(error, "strerror", None), getattr(error, "filename", None)
     text = strerror if isinstance(strerror, str) and strerror else str(error)
+    # The hint looks at FFmpeg's text only, because a URL may contain 401 or 403 anywhere.
+    hint = "; check the user name and password in the camera's source" if re.search(r"\b40[13]\b", text) else ""
     if text is strerror and isinstance(filename, str) and filename:
         text += f" ({filename})"
-    reason = redact_url(text) or type(error).__name__
-    if "401" in reason or "403" in reason:
-        reason += "; check the user name and password in the camera's source"
-    return reason
+    return (redact_url(text) or type(error).__name__) + hint
 
 
 def resolve_source(camera: CameraConfig, config_dir: Path, media_dirs: list[Path]) -> str | None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge.config.site import CameraConfig, IngestConfig
-from edge.ingest.reader import WARNINGS_IN_A_ROW, CameraReader, FrameRateLimiter, ReaderState
+from edge.ingest.reader import WARNINGS_IN_A_ROW, CameraReader, FrameRateLimiter, ReaderState, describe_stream_error
 from edge.ingest.redact import redact_url
 from edge.ingest.slot import LatestFrameSlot
 from tests.conftest import CAR_CLIP, PEOPLE_CLIP, free_port, wait_until
@@ -282,3 +282,8 @@ def test_redact_url_hides_secret_parameters(url, expected):
 def test_redact_url_with_at_in_password():
     assert redact_url("rtsp://admin:p@ssW0rd@10.0.0.1/live") == "rtsp://***@10.0.0.1/live"
     assert redact_url("'rtsp://admin:pa/ss@h/x'") == "'rtsp://***@h/x'"
+
+
+def test_error_reason_hint_ignores_numbers_in_url():
+    refused = ConnectionRefusedError(111, "Connection refused", "rtsp://admin:pw@127.0.0.1:4010/channel401")
+    assert describe_stream_error(refused) == "Connection refused (rtsp://***@127.0.0.1:4010/channel401)"
