@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 
 from edge.config.site import CameraConfig, IngestConfig
+from edge.ingest.clock import StreamClock
 from edge.ingest.decode import DamageGate, configure_decoder, frame_to_bgr
 from edge.ingest.motion_gate import GateReason, MotionGate
 from edge.ingest.redact import redact_url
@@ -118,6 +119,7 @@ class CameraReader(threading.Thread):
         self._damage = DamageGate(camera.id)
         self._frame_size: tuple[int, int] | None = None
         self._last_frame_time_utc = 0.0
+        self._stream_clock = StreamClock()
 
     def run(self) -> None:
         backoff_s = self.ingest.backoff_initial_s
@@ -204,6 +206,7 @@ class CameraReader(threading.Thread):
             if not self.is_file:
                 # A new RTSP session starts its clock again, often less than a second back.
                 self._limiter.reset()
+                self._stream_clock.restart()
             codec = stream.codec_context
             self._failures_in_row = 0
             if self._down_since is not None:
@@ -252,6 +255,7 @@ class CameraReader(threading.Thread):
                     frame_bgr=frame_bgr,
                     frame_time_utc=self._next_frame_time_utc(),
                     frame_index=self.counters.frames_decoded - 1,
+                    stream_time_s=self._stream_clock.time_of(media_time_s),
                 ))
             if self.is_file:
                 self._loop_offset_s = media_time_s + frame_interval_s

@@ -16,6 +16,13 @@ class FramePacket:
     frame_bgr: np.ndarray  # HxWx3 uint8
     frame_time_utc: float  # seconds since the epoch when the frame was decoded
     frame_index: int  # frames decoded by this reader so far, counting from 0
+    # Capture time on the camera's StreamClock; None where the frame did not come from a reader.
+    stream_time_s: float | None = None
+
+    @property
+    def tracker_time_s(self) -> float:
+        """Return the time that trackers use: the stream clock, else the decode time."""
+        return self.stream_time_s if self.stream_time_s is not None else self.frame_time_utc
 
 
 class LatestFrameSlot:

@@ -100,7 +100,7 @@ class FaceStageRunner:
         faces = Detections(boxes, np.array([r.detection.score for r, _ in results], dtype=np.float32),
                            np.full(len(results), PERSON_CLASS_ID, dtype=np.int64))
         # The frame time lets a track survive the same wall-clock gap at any analysis rate.
-        update = self.face_trackers[packet.camera_id].update(faces, packet.frame_time_utc)
+        update = self.face_trackers[packet.camera_id].update(faces, packet.tracker_time_s)
         for (result, owner), track_id in zip(results, update.track_ids):
             if track_id >= 0:
                 observations[int(track_id)].append(FaceObservation(

@@ -51,7 +51,7 @@ class PipelineRunner:
             # The decode time, so the tracker predicts over the real gap when frames were skipped or dropped.
             # NOTE: a file read with realtime = false decodes faster than its video runs. There the tracker gets
             # shorter intervals than the video's, and lost_buffer_s spans more of the video.
-            update = analysis.tracker.update(detections, packet.frame_time_utc)
+            update = analysis.tracker.update(detections, packet.tracker_time_s)
             analysis.gate_tracks = count_gate_tracks(analysis.tracker.tracks)
             ended[packet.camera_id] = [track.track_id for track in update.ended]
             self._publish_detections(packet, detections, update.track_ids, analysis)

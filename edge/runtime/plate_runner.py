@@ -102,7 +102,7 @@ class PlateStageRunner:
                          dtype=np.float32).reshape(-1, 4)
         plates = Detections(boxes, np.array([r.detection_score for r in results], dtype=np.float32),
                             np.zeros(len(results), dtype=np.int64))
-        update = self.plate_trackers[packet.camera_id].update(plates, packet.frame_time_utc)
+        update = self.plate_trackers[packet.camera_id].update(plates, packet.tracker_time_s)
         for result, track_id, box in zip(results, update.track_ids, boxes):
             if track_id >= 0:
                 observations[int(track_id)].append(

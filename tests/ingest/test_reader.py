@@ -116,6 +116,20 @@ def test_file_that_is_not_video_fails_once(tmp_path, caplog):
     assert f"cam-test: cannot read {not_video} as video" in caplog.text
 
 
+def test_stream_time_follows_media_time():
+    """A file decoded as fast as possible still gives the trackers the clip's own frame spacing."""
+    reader, collector, stop = make_reader(str(CAR_CLIP), realtime=False, max_fps=60)
+    reader.start()
+    assert wait_until(lambda: len(collector.frames) >= 20, 30)
+    stop_reader(reader, stop, collector)
+    frames = collector.frames[:20]
+    stream_steps = [b.stream_time_s - a.stream_time_s for a, b in zip(frames, frames[1:])]
+    decode_span = frames[-1].frame_time_utc - frames[0].frame_time_utc
+    # car-detection.mp4 runs at 12.5 fps; consecutive frames of the collector may skip some.
+    assert all(step == pytest.approx(0.08, abs=0.002) or step > 0.08 for step in stream_steps)
+    assert frames[-1].stream_time_s - frames[0].stream_time_s > decode_span
+
+
 def test_realtime_file_is_paced_by_timestamps():
     """Without pacing the reader would finish the 30 s clip in a few seconds; with it, it is still running."""
     reader, collector, stop = make_reader(str(CAR_CLIP), realtime=True, max_fps=60)
