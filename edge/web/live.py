@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -109,8 +110,12 @@ class LiveHub:
     async def _watch_session(self, client: LiveClient, session_alive: Callable[[], bool]) -> None:
         while True:
             await asyncio.sleep(self.session_check_s)
-            if not await asyncio.to_thread(session_alive):
-                break
+            try:
+                if not await asyncio.to_thread(session_alive):
+                    break
+            except sqlite3.Error as error:
+                # A busy or failing session store must not end the checks; the next one tries again.
+                log.warning("live client of user %s: session check failed: %s", client.user, error)
         self._clients.discard(client)
         log.info("live client of user %s disconnected: the session ended", client.user)
         await client.websocket.close(code=SESSION_ENDED_CODE, message=b"session ended; log in again")

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from edge.config.web import LANGUAGES
 from edge.plates.grammar import COLOURS, PLATE_TYPES
+from edge.watchlist.store import MAX_TEXT_LENGTH
 from edge.web.auth import USER_KEY, SESSION_KEY
 from edge.web.i18n import LANGUAGE_COOKIE, Catalogues, Translator
 
@@ -33,6 +34,8 @@ def setup_rendering(app: web.Application, default_language: str, timezone_name: 
     templates.globals["plate_types"] = PLATE_TYPES
     templates.globals["plate_colours"] = COLOURS
     templates.globals["hit_topics"] = HIT_TOPICS
+    # Form fields stop at the watchlist's own limit, so a too-long reason never gets the store's English error.
+    templates.globals["max_text_chars"] = MAX_TEXT_LENGTH
     app[TEMPLATES_KEY] = templates
     app[CATALOGUES_KEY] = Catalogues.load()
     app[DEFAULT_LANGUAGE_KEY] = default_language

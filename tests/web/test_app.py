@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import re
+import sqlite3
 import urllib.parse
 
 import aiohttp
@@ -387,6 +388,26 @@ async def test_live_socket_closed_when_user_disabled(app_and_client):
     # A hit stored afterwards reaches nobody.
     hub.publish(app[HIT_STORE_KEY].add(plate_message(21, text="粤B88888")))
     assert hub.counters.rows_sent == 0
+
+
+async def test_live_session_check_survives_store_error(app_and_client, monkeypatch):
+    app, client = app_and_client
+    app[LIVE_HUB_KEY].session_check_s = 0.05
+    answers = iter([sqlite3.OperationalError("database is locked"), False])
+
+    def is_live(token: str) -> bool:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    await log_in(client, "viewer")
+    monkeypatch.setattr(app[SESSION_STORE_KEY], "is_live", is_live)
+    socket, hub = await connect_live(app, client)
+
+    closing = await socket.receive(timeout=5)
+
+    assert closing.data == SESSION_ENDED_CODE  # the check after the error still ran
 
 
 async def test_live_socket_open_while_session_lives(app_and_client):

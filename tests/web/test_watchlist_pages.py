@@ -62,6 +62,14 @@ async def test_add_and_remove_plate(admin):
     assert "没有找到要删除的条目" in await again.text()
 
 
+async def test_text_fields_stop_at_store_limit(admin):
+    _app, client, _token = admin
+    for page in ("/watchlists/plates", "/watchlists/faces"):
+        text = await (await client.get(page)).text()
+        assert '<input name="reason" required maxlength="200"' in text
+        assert '<input name="list_name" required maxlength="200"' in text
+
+
 async def test_plates_page_pages_and_filters(admin):
     app, client, token = admin
     store = app[WATCHLIST_KEY]
