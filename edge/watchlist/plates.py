@@ -34,14 +34,23 @@ class WatchlistError(Exception):
 
 
 class InvalidEntryError(WatchlistError):
-    """A pattern, max_edits, reason, list name, actor or CSV row is invalid."""
+    """A pattern, max_edits, reason, list name, actor or CSV row is invalid.
+
+    `key` names the rule for messages in other languages (a web page catalogue key under `watchlist.`), with
+    `fields` for its placeholders; it is empty where no translated message exists.
+    """
+
+    def __init__(self, message: str, key: str = "", **fields: object):
+        super().__init__(message)
+        self.key = key
+        self.fields = fields
 
 
 class UnmatchablePatternError(InvalidEntryError):
     """A pattern that no published plate can match; `kind` names the rule, for messages in other languages."""
 
-    def __init__(self, message: str, kind: str, published_as: str = ""):
-        super().__init__(message)
+    def __init__(self, message: str, kind: str, pattern: str, published_as: str = ""):
+        super().__init__(message, f"pattern_{kind}", pattern=pattern, published_as=published_as)
         self.kind = kind  # "length", "not_plate", "published_as" or "first_character"
         self.published_as = published_as
 
@@ -86,7 +95,7 @@ def normalise_pattern(pattern: str) -> str:
     if not normalised:
         raise InvalidEntryError(
             f"invalid plate pattern {pattern!r}: it is empty after removing spaces, '·' and '-'; "
-            "give the plate characters, such as '苏B12345'"
+            "give the plate characters, such as '苏B12345'", "reject_pattern_empty"
         )
     invalid = sorted({c for c in normalised if c not in PLATE_CHARACTERS and c not in (ANY_RUN, ANY_ONE)})
     if invalid:
@@ -95,12 +104,13 @@ def normalise_pattern(pattern: str) -> str:
         raise InvalidEntryError(
             f"invalid plate pattern {pattern!r}: {listed_characters} {verb} not allowed; "
             f"use a province abbreviation such as 京 or 苏, one of {SPECIAL_CHARACTERS}, A-Z, 0-9, "
-            "'*' for any run of characters and '?' for exactly one character"
+            "'*' for any run of characters and '?' for exactly one character",
+            "reject_characters", characters=" ".join(invalid)
         )
     if len(normalised) > MAX_PATTERN_LENGTH:
         raise InvalidEntryError(
             f"invalid plate pattern {pattern!r}: {len(normalised)} characters after normalisation, "
-            f"maximum {MAX_PATTERN_LENGTH}; a plate has at most 8"
+            f"maximum {MAX_PATTERN_LENGTH}; a plate has at most 8", "reject_pattern_long", limit=MAX_PATTERN_LENGTH
         )
     return normalised
 
@@ -114,14 +124,14 @@ def validate_max_edits(max_edits: object, pattern: str) -> int:
     if isinstance(max_edits, bool) or not isinstance(max_edits, int) or not 0 <= max_edits <= MAX_EDITS_LIMIT:
         raise InvalidEntryError(
             f"invalid max_edits {max_edits!r} for pattern '{pattern}': use 0, 1 or 2, "
-            "the number of OCR character errors to tolerate"
+            "the number of OCR character errors to tolerate", "reject_max_edits", value=max_edits
         )
     plain_count = sum(1 for c in pattern if c not in (ANY_RUN, ANY_ONE))
     if plain_count <= max_edits:
         raise InvalidEntryError(
             f"invalid plate pattern '{pattern}' with max_edits {max_edits}: it has {plain_count} characters "
             f"other than '*' and '?', so it would match every plate of its length; "
-            f"give at least {max_edits + 1} plate characters or lower max_edits"
+            f"give at least {max_edits + 1} plate characters or lower max_edits", "reject_matches_all"
         )
     return max_edits
 
@@ -139,7 +149,7 @@ def check_pattern_can_match(pattern: str, max_edits: int) -> None:
         raise UnmatchablePatternError(
             f"invalid plate pattern '{pattern}': it matches only plates of {needed} characters, but plates "
             f"have 7 or 8{f' (with {max_edits} edit(s): {shortest} to {longest})' if max_edits else ''}; "
-            "check the characters, or use '*' for an unknown part", "length"
+            "check the characters, or use '*' for an unknown part", "length", pattern
         )
     if max_edits > 0:
         return  # the tolerated edits may change any character
@@ -148,19 +158,19 @@ def check_pattern_can_match(pattern: str, max_edits: int) -> None:
         if not check.valid:
             raise UnmatchablePatternError(
                 f"invalid plate pattern '{pattern}': it is not a mainland plate ({check.reason}), so no read "
-                "can match it; check the characters, or allow OCR errors with max_edits", "not_plate"
+                "can match it; check the characters, or allow OCR errors with max_edits", "not_plate", pattern
             )
         if check.text != pattern:
             raise UnmatchablePatternError(
                 f"invalid plate pattern '{pattern}': reads of this plate are published as '{check.text}', "
                 "because the letters I and O never occur on plates; enter it as it is published",
-                "published_as", check.text
+                "published_as", pattern, check.text
             )
     elif pattern[0] not in (ANY_RUN, ANY_ONE) and pattern[0] not in PROVINCES + EMBASSY_PREFIX:
         raise UnmatchablePatternError(
             f"invalid plate pattern '{pattern}': plates start with a province abbreviation such as 苏 or with "
             f"{EMBASSY_PREFIX}, not '{pattern[0]}'; add the province, or start the pattern with '*'",
-            "first_character"
+            "first_character", pattern
         )
 
 

@@ -141,6 +141,8 @@ class RejectedRow:
 
     line: int
     message: str
+    key: str = ""  # catalogue key under `watchlist.` for the web page, empty without a translation
+    fields: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -164,15 +166,18 @@ def validate_text(name: str, value: object, hint: str) -> str:
     if not isinstance(value, str):
         raise InvalidEntryError(f"invalid {name} {value!r}: expected text; {hint}")
     text = value.strip()
+    slug = name.replace(" ", "_")
     if not text:
-        raise InvalidEntryError(f"{name} is empty; {hint}")
+        raise InvalidEntryError(f"{name} is empty; {hint}", f"reject_empty_{slug}")
     if len(text) > MAX_TEXT_LENGTH:
         raise InvalidEntryError(
-            f"{name} {text[:40]!r}... has {len(text)} characters, maximum {MAX_TEXT_LENGTH}; shorten it"
+            f"{name} {text[:40]!r}... has {len(text)} characters, maximum {MAX_TEXT_LENGTH}; shorten it",
+            f"reject_too_long_{slug}", limit=MAX_TEXT_LENGTH
         )
     # Control characters such as line breaks would garble the terminal output and the audit log.
     if any(unicodedata.category(character) == "Cc" for character in text):
-        raise InvalidEntryError(f"invalid {name} {text!r}: remove the line breaks and control characters")
+        raise InvalidEntryError(f"invalid {name} {text!r}: remove the line breaks and control characters",
+                                f"reject_control_{slug}")
     return text
 
 
@@ -460,12 +465,13 @@ class WatchlistStore:
                 if key in stored_ids:
                     report.rejected.append(RejectedRow(line, (
                         f"pattern '{pattern}' is already on list '{list_name}' as entry {stored_ids[key]}"
-                    )))
+                    ), "reject_already_listed", {"pattern": pattern, "list_name": list_name,
+                                                 "entry_id": stored_ids[key]}))
                     continue
                 if key in first_lines:
                     report.rejected.append(RejectedRow(line, (
                         f"pattern '{pattern}' on list '{list_name}' repeats line {first_lines[key]}"
-                    )))
+                    ), "reject_repeats", {"pattern": pattern, "list_name": list_name, "first_line": first_lines[key]}))
                     continue
                 first_lines[key] = line
                 report.loaded.append(self._insert_entry(connection, pattern, max_edits, reason, list_name, actor))
@@ -534,13 +540,14 @@ def _parse_csv(
                 continue
             if len(fields) != len(columns):
                 rejected.append(RejectedRow(line, f"{len(fields)} fields, expected {len(columns)} "
-                                                  f"({','.join(columns)})"))
+                                                  f"({','.join(columns)})", "reject_field_count",
+                                            {"count": len(fields), "expected": len(columns)}))
                 continue
             values = dict(zip(columns, fields))
             try:
                 rows.append((line, _validate_csv_row(values)))
             except InvalidEntryError as error:
-                rejected.append(RejectedRow(line, str(error)))
+                rejected.append(RejectedRow(line, str(error), error.key, error.fields))
     except csv.Error as error:
         raise InvalidEntryError(f"CSV file {path} line {reader.line_num}: {error}") from None
     return rows
@@ -573,5 +580,6 @@ def _validate_csv_row(values: dict[str, str]) -> tuple[str, str, str, int]:
         try:
             max_edits = int(cell)
         except ValueError:
-            raise InvalidEntryError(f"invalid max_edits {cell!r}: use 0, 1 or 2") from None
+            raise InvalidEntryError(f"invalid max_edits {cell!r}: use 0, 1 or 2", "reject_max_edits",
+                                    value=cell) from None
     return validate_entry(values["pattern"], values["reason"], values["list_name"], max_edits)

@@ -202,6 +202,26 @@ async def test_bad_photo_among_several_enrols_nothing(admin):
     assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
 
 
+async def test_rejected_rows_explained_in_chinese(admin):
+    _app, client, token = admin
+    csv_text = ("pattern,reason,list_name,max_edits\n"
+                "京A12345,case 1,stolen,0\n"
+                "沪B54321,,stolen,0\n"
+                "沪B54322,case 3,stolen,9\n"
+                "京A12345,case 4,stolen,0\n"
+                "苏B#1234,case 5,stolen,0\n"
+                "1234567,case 6,stolen,0\n")
+    response = await client.post("/watchlists/plates/import",
+                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    text = await response.text()
+    rows = dict(re.findall(r"<tr><td>(\d+)</td><td>(.*?)</td></tr>", text))
+    assert rows["3"] == "布控原因为空；请写明布控原因，如案件编号。"
+    assert rows["4"] == "容错字符数 9 无效：必须是 0、1 或 2。"
+    assert rows["5"] == "京A12345（布控库“stolen”）与第 2 行重复。"
+    assert rows["6"].startswith("车牌或模式含有不允许的字符 #")
+    assert "它不符合任何中国大陆车牌格式" in rows["7"]
+
+
 async def test_enrol_face_photo(admin):
     app, client, token = admin
     photo = (FACES / "obama" / "obama_1.jpg").read_bytes()
