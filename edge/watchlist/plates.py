@@ -36,8 +36,8 @@ class WatchlistError(Exception):
 class InvalidEntryError(WatchlistError):
     """A pattern, max_edits, reason, list name, actor or CSV row is invalid.
 
-    `key` names the rule for messages in other languages (a web page catalogue key under `watchlist.`), with
-    `fields` for its placeholders; it is empty where no translated message exists.
+    `key` names the rule for messages in other languages. It is a catalogue key under `watchlist.` of the web
+    page, and `fields` fill its placeholders. It is empty where no translated message exists.
     """
 
     def __init__(self, message: str, key: str = "", **fields: object):
