@@ -47,6 +47,14 @@ def request_language(request: web.Request) -> str:
     return language if language in LANGUAGES else request.app[DEFAULT_LANGUAGE_KEY]
 
 
+def page_number(request: web.Request) -> int:
+    """Return the `page` query parameter, or 1 when it is missing, not a number or below 1."""
+    try:
+        return max(1, int(request.query.get("page", "1")))
+    except ValueError:
+        return 1
+
+
 def translator(request: web.Request) -> Translator:
     return request.app[CATALOGUES_KEY].translator(request_language(request))
 

@@ -17,7 +17,7 @@ from edge.config.web import LANGUAGES
 from edge.web.audit import ACTIONS, AUDIT_LOG_KEY, audit_request
 from edge.web.auth import ROLES, SESSION_KEY, USER_KEY, User, UserError
 from edge.web.i18n import LANGUAGE_COOKIE
-from edge.web.render import render, translator
+from edge.web.render import page_number, render, translator
 from edge.web.security import (
     HASH_EXECUTOR_KEY,
     LOGIN_CSRF_COOKIE,
@@ -225,21 +225,13 @@ async def user_disable(request: web.Request) -> web.StreamResponse:
 # --- Audit log --------------------------------------------------------------------------------------
 
 
-def _positive_int(value: str | None, default: int) -> int:
-    try:
-        number = int(value) if value else default
-    except ValueError:
-        return default
-    return number if number >= 1 else default
-
-
 @require_role("admin")
 async def audit_page(request: web.Request) -> web.StreamResponse:
     user_filter = request.query.get("user", "").strip()[:MAX_NAME_FIELD]
     action_filter = request.query.get("action", "")
     if action_filter not in ACTIONS:
         action_filter = ""
-    page = request.app[AUDIT_LOG_KEY].query(_positive_int(request.query.get("page"), 1), AUDIT_PAGE_SIZE,
+    page = request.app[AUDIT_LOG_KEY].query(page_number(request), AUDIT_PAGE_SIZE,
                                             user=user_filter or None, action=action_filter or None)
 
     def page_link(number: int) -> str:

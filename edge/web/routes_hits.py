@@ -17,7 +17,7 @@ from edge.web.audit import audit_request
 from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY
 from edge.plates.grammar import COLOURS, PLATE_TYPES, normalise_plate_text
 from edge.web.i18n import Translator
-from edge.web.render import HIT_TOPICS, TIMEZONE_KEY, local_time, render, request_language, translator
+from edge.web.render import HIT_TOPICS, TIMEZONE_KEY, local_time, page_number, render, request_language, translator
 from edge.web.security import SESSION_COOKIE, SESSION_STORE_KEY, require_role
 from edge.web.store import MAX_ACK_NOTE_CHARS, AlreadyAcknowledgedError, HitQuery, StoredHit
 
@@ -91,13 +91,6 @@ def _local_datetime(request: web.Request, name: str) -> datetime | None:
     return value.replace(tzinfo=request.app[TIMEZONE_KEY]) if value.tzinfo is None else value
 
 
-def _page_number(request: web.Request) -> int:
-    try:
-        return max(1, int(request.query.get("page", "1")))
-    except ValueError:
-        return 1
-
-
 async def live_page(request: web.Request) -> web.Response:
     store = request.app[HIT_STORE_KEY]
     page = await asyncio.to_thread(store.search, HitQuery(topic="hits"), 1, LIVE_ROWS)
@@ -129,7 +122,7 @@ async def search_page(request: web.Request) -> web.Response:
         error = translator(request)(invalid.key, value=invalid.value)
     else:
         if searched:
-            result = await asyncio.to_thread(store.search, query, _page_number(request), PAGE_SIZE)
+            result = await asyncio.to_thread(store.search, query, page_number(request), PAGE_SIZE)
             if result.page > result.pages:
                 # A page number past the end, from an old link or a search whose hits were removed since.
                 raise web.HTTPFound(str(request.rel_url.update_query(page=result.pages)))

@@ -23,7 +23,7 @@ from edge.watchlist.plates import UnmatchablePatternError, WatchlistError, check
 from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
-from edge.web.render import render, translator
+from edge.web.render import page_number, render, translator
 from edge.web.security import require_role
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ async def _plates_page(request: web.Request, status: int = 200, **messages: obje
     store = request.app[WATCHLIST_KEY]
     text = request.query.get("q", "").strip()[:MAX_FILTER_CHARS]
     list_filter = request.query.get("list", "").strip()[:MAX_FILTER_CHARS]
-    page = _positive_int(request.query.get("page"))
+    page = page_number(request)
     entries, total = await asyncio.to_thread(store.search_plates, text or None, list_filter or None, page,
                                              PLATE_PAGE_SIZE)
     pages = max(1, math.ceil(total / PLATE_PAGE_SIZE))
@@ -66,13 +66,6 @@ async def _plates_page(request: web.Request, status: int = 200, **messages: obje
     return render(request, "watchlist_plates.html", status=status, entries=entries, total=total, page=page,
                   pages=pages, page_link=page_link, filter_text=text, list_filter=list_filter,
                   lists=await asyncio.to_thread(store.plate_lists), **context)
-
-
-def _positive_int(value: str | None) -> int:
-    try:
-        return max(1, int(value or "1"))
-    except ValueError:
-        return 1
 
 
 @require_role("admin")
@@ -141,8 +134,7 @@ async def remove_plate(request: web.Request) -> web.Response:
     removed = await asyncio.to_thread(request.app[WATCHLIST_KEY].remove_plate, entry_id, _actor(request))
     if removed:
         audit_request(request, "watchlist_plate_remove", entry_id=entry_id)
-    notice = "removed" if removed else "not_found"
-    raise web.HTTPSeeOther(str(URL.build(path="/watchlists/plates", query={"notice": notice, "count": removed})))
+    raise _after_removal("removed" if removed else "not_found", removed)
 
 
 @require_role("admin")
@@ -153,8 +145,12 @@ async def remove_plate_list(request: web.Request) -> web.Response:
         removed = await asyncio.to_thread(request.app[WATCHLIST_KEY].remove_list, list_name, _actor(request))
     if removed:
         audit_request(request, "watchlist_plate_remove", list_name=list_name, removed=removed)
-    notice = "list_removed" if removed else "not_found"
-    raise web.HTTPSeeOther(str(URL.build(path="/watchlists/plates", query={"notice": notice, "count": removed})))
+    raise _after_removal("list_removed" if removed else "not_found", removed)
+
+
+def _after_removal(notice: str, removed: int) -> web.HTTPSeeOther:
+    """Return the redirect to the plates page that shows the message `notice` for `removed` entries."""
+    return web.HTTPSeeOther(str(URL.build(path="/watchlists/plates", query={"notice": notice, "count": removed})))
 
 
 @require_role("admin")
