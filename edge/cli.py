@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for issue in error.issues:
             log.error("invalid config: %s", issue)
         if args.source:
-            # check-config does not see --source, so it would report a config that fails only here as valid.
+            # check-config has no --source option, so it would pass a config that fails only with these values.
             log.error("not started: fix the %d error(s) above, in the config or in the --source values",
                       len(error.issues))
         else:

@@ -170,7 +170,8 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
             sources[camera.id] = source
 
     if site.watchlist_source is not None:
-        # The daemon reads the token only after loading its models; check it here so a unit's check-config fails.
+        # The daemon reads the token only after loading its models, so check-config (the systemd unit's
+        # ExecStartPre) checks it here, before a start that would fail.
         try:
             read_token_file(site_path.parent / site.watchlist_source.token_file)
         except WatchlistSourceError as error:

@@ -136,7 +136,7 @@ def cmd_bench_plates(args: argparse.Namespace) -> int:
     manifest = load_manifest()
     try:
         if not args.images.is_dir():
-            raise ValueError(f"--images {args.images} is not a folder; give the folder that holds the images")
+            raise ValueError(f"--images {args.images}: folder not found; give the folder that holds the images")
         labels = read_labels(args.labels)
         detector_entry = manifest.model(args.detector)
         detector = PlateDetector(detector_entry, resolve_file(detector_entry, model_dirs()), args.providers)

@@ -24,7 +24,7 @@ DEFAULT_MARGIN = 0.05
 
 
 class DuplicateFaceError(InvalidEntryError):
-    """A photo shows the face of a person who is already enrolled; the fields name that person."""
+    """Error for a photo that shows the face of an enrolled person; the fields name that person."""
 
     def __init__(self, message: str, person_id: int, name: str, list_name: str):
         super().__init__(message)

@@ -47,7 +47,7 @@ class InvalidEntryError(WatchlistError):
 
 
 class UnmatchablePatternError(InvalidEntryError):
-    """A pattern that no published plate can match; `kind` names the rule, for messages in other languages."""
+    """Error for a pattern that no published plate can match; `kind` names the rule that it breaks."""
 
     def __init__(self, message: str, kind: str, pattern: str, published_as: str = ""):
         super().__init__(message, f"pattern_{kind}", pattern=pattern, published_as=published_as)

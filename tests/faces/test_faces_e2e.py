@@ -73,8 +73,8 @@ def test_one_hit_per_enrolled_person_track(face_run):
 @pytest.mark.rtsp
 def test_face_camera_one_hit_per_face_track(face_camera_run):
     hits = face_hits(face_camera_run["feed"])
-    shown = [(h.header["person"]["name"], h.header["track_id"], h.header["frame_time"]) for h in hits]
-    assert Counter(h.header["person"]["name"] for h in hits) == EXPECTED_HITS, shown
+    hit_summary = [(h.header["person"]["name"], h.header["track_id"], h.header["frame_time"]) for h in hits]
+    assert Counter(h.header["person"]["name"] for h in hits) == EXPECTED_HITS, hit_summary
     keys = [(h.header["track_id"], h.header["person"]["id"]) for h in hits]
     assert len(keys) == len(set(keys))
     assert all(h.header["track_id"] >= 0 for h in hits)

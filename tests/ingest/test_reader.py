@@ -299,5 +299,5 @@ def test_redact_url_with_at_in_password():
 
 
 def test_error_reason_hint_ignores_numbers_in_url():
-    refused = ConnectionRefusedError(111, "Connection refused", "rtsp://admin:pw@127.0.0.1:4010/channel401")
-    assert describe_stream_error(refused) == "Connection refused (rtsp://***@127.0.0.1:4010/channel401)"
+    connection_refused = ConnectionRefusedError(111, "Connection refused", "rtsp://admin:pw@127.0.0.1:4010/channel401")
+    assert describe_stream_error(connection_refused) == "Connection refused (rtsp://***@127.0.0.1:4010/channel401)"

@@ -55,4 +55,4 @@ def test_bench_images_not_a_folder(tmp_path):
     result = subprocess.run([*edge_command(), "bench", "plates", "--images", str(tmp_path / "nowhere"), "--labels",
                              str(PLATES / "misc" / "labels.csv")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "is not a folder" in result.stderr
+    assert "folder not found" in result.stderr

@@ -17,8 +17,8 @@ from tests.track.synthetic import IdentityMetrics, make_sequence, score_identiti
 # seed -> identity metrics of the default tracker with frame times. For comparison, the IoU tracker that this
 # one replaced, which took no frame times, had 11 id switches and 385 fragmentations on seeds 0 to 4 together,
 # where this one has 0 and 33. Seeds 1 and 2 each gained one fragmentation when tracks lost for longer than
-# lost_buffer_s began to end before association instead of after it: before, such a track could still match
-# in the first frame past its buffer, and after a long gap between analysed frames, however long the gap was.
+# lost_buffer_s, and missed in two analysed frames, began to end before association instead of after it.
+# Before, such a track could still match in the first frame past its buffer, however late that frame came.
 STORED = {
     0: IdentityMetrics(id_switches=0, fragmentations=8, unassigned=0, false_tracks=15),
     1: IdentityMetrics(id_switches=0, fragmentations=5, unassigned=0, false_tracks=18),

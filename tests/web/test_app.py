@@ -385,7 +385,7 @@ async def test_live_socket_closed_when_user_disabled(app_and_client):
     assert closing.type == aiohttp.WSMsgType.CLOSE
     assert closing.data == SESSION_ENDED_CODE
     assert hub.client_count == 0
-    # A hit stored afterwards reaches nobody.
+    # A hit stored afterwards reaches no client.
     hub.publish(app[HIT_STORE_KEY].add(plate_message(21, text="粤B88888")))
     assert hub.counters.rows_sent == 0
 
