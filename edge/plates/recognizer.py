@@ -14,6 +14,8 @@ from edge.runtime.session import load_model
 RECOGNIZER_FAMILIES = ("plate_ctc_wq", "plate_ctc_paddle")
 # PaddleOCR-style recognisers take any width; wider crops are squeezed to this many pixels.
 PADDLE_MAX_WIDTH = 320
+# A plate at least this many times the input height is shrunk by area averaging (see _interpolation).
+AREA_SHRINK_MIN_RATIO = 2.0
 
 
 class PlateRecognizerError(Exception):
@@ -108,11 +110,19 @@ class PlateRecognizer:
             else:
                 # Keep the aspect ratio and leave the rest zero (the normalised mid-grey) on the right.
                 plate_width = min(width, max(1, int(round(plate.shape[1] / max(plate.shape[0], 1) * self.height))))
-            resized = cv2.resize(plate, (plate_width, self.height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+            resized = cv2.resize(plate, (plate_width, self.height), interpolation=self._interpolation(plate))
+            resized = resized.astype(np.float32)
             if self.entry.colour_order == "rgb":
                 resized = resized[:, :, ::-1]
             batch[index, :, :, :plate_width] = ((resized - self.mean) / self.std).transpose(2, 0, 1)
         return batch
+
+    def _interpolation(self, plate_bgr: np.ndarray) -> int:
+        # Linear interpolation skips pixels when it shrinks a plate to half its height or less, and on large
+        # plates the aliasing turned 0 into Q. Milder shrinking stays linear, as the reads were measured.
+        if plate_bgr.shape[0] >= AREA_SHRINK_MIN_RATIO * self.height:
+            return cv2.INTER_AREA
+        return cv2.INTER_LINEAR
 
     def _read_chunk(self, plates_bgr: list[np.ndarray]) -> list[PlateRead]:
         outputs = self.session.run(None, {self.input_name: self._prepare(plates_bgr)})

@@ -18,7 +18,8 @@ import pytest
 
 from edge.core.regions import Region
 from edge.models.manifest import load_manifest, resolve_file
-from edge.plates.detector import PlateDetector
+from edge.core.iou import iou_matrix
+from edge.plates.detector import LARGE_PLATE_SHARE, PlateDetector
 from edge.plates.grammar import DIGITS, LETTERS, PROVINCES
 from edge.plates.recognizer import PlateRecognizer
 from edge.plates.stage import PlateResult, PlateStage
@@ -103,8 +104,9 @@ DOUBLE_ROW_CASES = [
               + serial(60 + index, 5), "yellow", "standard", double_row=True)
     for index in range(24)
 ]
-# Plate sizes in pixels per millimetre: a double-row plate is 440 mm wide, so 132 to 264 px.
-DOUBLE_ROW_SIZES = (0.3, 0.4, 0.5, 0.6)
+# Plate sizes in pixels per millimetre: a double-row plate is 440 mm wide, so 132 to 440 px in the 800 px
+# scene. From 0.8 up the plate is wider than detector.LARGE_PLATE_SHARE of the scene and is detected again.
+DOUBLE_ROW_SIZES = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 # Cases that the current renderer and models fail, keyed by (variant, case id), measured with
 # onnxruntime 1.32 on an x86 Xeon. "Upright" is stage.read_upright on the render alone, without detection.
@@ -222,3 +224,20 @@ def test_double_row_never_published_wrong(stage, px_per_mm):
     assert wrong == []
     # Reads that fail the grammar are kept off the feed, but most plates must still come through.
     assert exact >= len(DOUBLE_ROW_CASES) - 3
+
+
+@pytest.mark.parametrize("case", [TYPE_CASES[0], DOUBLE_ROW_CASES[0]], ids=["single_row", "double_row"])
+@pytest.mark.parametrize("px_per_mm", (0.8, 1.0))
+def test_large_plate_corners_cover_plate(stage, case, px_per_mm):
+    # Without the second detection at a smaller scale, the corners of these plates cut the top row
+    # off a double-row plate (box overlap 0.6 at 1.0 px/mm).
+    plate = render_plate.render_plate(case.text, case.style, case.double_row, px_per_mm)
+    scene, plate_box = render_plate.place_on_background(plate, None, SCENE_SIZE)
+    assert (plate_box[2] - plate_box[0]) / SCENE_SIZE[0] > LARGE_PLATE_SHARE
+
+    (detections,) = stage.detector.detect([scene])
+
+    assert len(detections) == 1
+    (detection,) = detections
+    assert detection.double_row is case.double_row
+    assert iou_matrix(detection.box_xyxy[None], plate_box[None])[0, 0] >= 0.85
