@@ -132,12 +132,16 @@ def load_recognizer(name: str) -> PlateRecognizer:
     return PlateRecognizer(entry, resolve_file(entry, [MODEL_DIR]), ["cpu"])
 
 
-@pytest.fixture(scope="module")
-def stage() -> PlateStage:
-    """The plate stage as pipelines/plates.toml sets it up."""
+def build_stage() -> PlateStage:
+    """Build the plate stage as pipelines/plates.toml sets it up."""
     detector_entry = load_manifest().model(DETECTOR)
     return PlateStage(PlateDetector(detector_entry, resolve_file(detector_entry, [MODEL_DIR]), ["cpu"]),
                       load_recognizer(RECOGNIZER), load_recognizer(DOUBLE_ROW_RECOGNIZER))
+
+
+@pytest.fixture(scope="module")
+def stage() -> PlateStage:
+    return build_stage()
 
 
 def render_scene(case: PlateCase, variant: str, px_per_mm: float = PX_PER_MM) -> np.ndarray:
