@@ -229,6 +229,24 @@ class FaceWatchlist:
             rows = connection.execute("SELECT id, person_id, photo FROM face_photos ORDER BY id").fetchall()
         return [EnrolledPhoto(row[0], row[1], bytes(row[2])) for row in rows]
 
+    def photo(self, photo_id: int) -> EnrolledPhoto | None:
+        with self.store.transaction(write=False) as connection:
+            row = connection.execute("SELECT id, person_id, photo FROM face_photos WHERE id = ?",
+                                     (photo_id,)).fetchone()
+        return EnrolledPhoto(row[0], row[1], bytes(row[2])) if row else None
+
+    def person(self, person_id: int) -> FacePerson | None:
+        return next((person for person in self.list_persons() if person.id == person_id), None)
+
+    def photo_ids(self) -> dict[int, list[int]]:
+        """Return the ids of each enrolled person's photos, in the order they were added, keyed by person id."""
+        with self.store.transaction(write=False) as connection:
+            rows = connection.execute("SELECT person_id, id FROM face_photos ORDER BY id").fetchall()
+        ids: dict[int, list[int]] = {}
+        for person_id, photo_id in rows:
+            ids.setdefault(person_id, []).append(photo_id)
+        return ids
+
     def store_embeddings(self, model_id: str, embeddings: dict[int, np.ndarray], actor: str | None = None) -> None:
         """Write embeddings of one model for the given photo ids, as one audited change."""
         actor = resolve_actor(actor)

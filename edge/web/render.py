@@ -17,6 +17,9 @@ from edge.web.i18n import LANGUAGE_COOKIE, Catalogues, Translator
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 HIT_TOPICS = ("plate", "hit.plate", "hit.face")
+# The largest integer that SQLite stores, and the highest page number a page accepts.
+MAX_SQLITE_INTEGER = 2**63 - 1
+MAX_PAGE = 1_000_000_000
 
 TEMPLATES_KEY = web.AppKey("templates", jinja2.Environment)
 CATALOGUES_KEY = web.AppKey("catalogues", Catalogues)
@@ -48,11 +51,25 @@ def request_language(request: web.Request) -> str:
 
 
 def page_number(request: web.Request) -> int:
-    """Return the `page` query parameter, or 1 when it is missing, not a number or below 1."""
+    """Return the `page` query parameter, or 1 when it is missing, not a number or below 1.
+
+    Pages past MAX_PAGE become MAX_PAGE, so the offset stays within SQLite's 64-bit integers.
+    """
     try:
-        return max(1, int(request.query.get("page", "1")))
+        return min(MAX_PAGE, max(1, int(request.query.get("page", "1"))))
     except ValueError:
         return 1
+
+
+def path_id(request: web.Request, name: str) -> int:
+    """Return the numeric id in the URL path, or raise 404 when it is no id that SQLite can store."""
+    try:
+        value = int(request.match_info[name])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    if not 0 <= value <= MAX_SQLITE_INTEGER:
+        raise web.HTTPNotFound()
+    return value
 
 
 def translator(request: web.Request) -> Translator:

@@ -17,7 +17,7 @@ from edge.config.web import LANGUAGES
 from edge.web.audit import ACTIONS, AUDIT_LOG_KEY, audit_request
 from edge.web.auth import ROLES, SESSION_KEY, USER_KEY, User, UserError
 from edge.web.i18n import LANGUAGE_COOKIE
-from edge.web.render import page_number, render, translator
+from edge.web.render import page_number, path_id, render, translator
 from edge.web.security import (
     HASH_EXECUTOR_KEY,
     LOGIN_CSRF_COOKIE,
@@ -162,7 +162,7 @@ def _user_error_response(request: web.Request, error: UserError) -> web.Response
 
 
 def _target_id(request: web.Request) -> int:
-    return int(request.match_info["user_id"])
+    return path_id(request, "user_id")
 
 
 @require_role("admin")

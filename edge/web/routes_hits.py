@@ -14,10 +14,12 @@ from aiohttp import web
 
 from edge.web.auth import USER_KEY
 from edge.web.audit import audit_request
-from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY
+from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY, WATCHLIST_KEY
 from edge.plates.grammar import COLOURS, PLATE_TYPES, normalise_plate_text
+from edge.watchlist.faces import FaceWatchlist
 from edge.web.i18n import Translator
-from edge.web.render import HIT_TOPICS, TIMEZONE_KEY, local_time, page_number, render, request_language, translator
+from edge.web.render import (HIT_TOPICS, TIMEZONE_KEY, local_time, page_number, path_id, render, request_language,
+                              translator)
 from edge.web.security import SESSION_COOKIE, SESSION_STORE_KEY, require_role
 from edge.web.store import MAX_ACK_NOTE_CHARS, AlreadyAcknowledgedError, HitQuery, StoredHit
 
@@ -36,6 +38,8 @@ MAX_PLATE_QUERY_CHARS = 32
 HIT_TYPES = ("hits", "hit.plate", "hit.face", "plate")
 BOX_COLOUR_BGR = (0, 0, 255)
 PLATE_COLOUR_BGR = (0, 255, 255)
+# Enrolled photos shown beside a face hit, for an investigator to compare with the face crop.
+MAX_ENROLLED_PHOTOS_SHOWN = 3
 
 
 class QueryError(ValueError):
@@ -201,10 +205,7 @@ def _csv_value(request: web.Request, t: Translator, name: str, value: object) ->
 
 
 async def _hit_or_404(request: web.Request) -> StoredHit:
-    try:
-        hit_id = int(request.match_info["hit_id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    hit_id = path_id(request, "hit_id")
     hit = await asyncio.to_thread(request.app[HIT_STORE_KEY].get, hit_id)
     if hit is None:
         raise web.HTTPNotFound()
@@ -214,7 +215,32 @@ async def _hit_or_404(request: web.Request) -> StoredHit:
 async def hit_page(request: web.Request) -> web.Response:
     hit = await _hit_or_404(request)
     audit_request(request, "view_hit", hit_id=hit.id, topic=hit.topic, camera_id=hit.camera_id)
-    return render(request, "hit.html", hit=hit, max_note_chars=MAX_NOTE_CHARS, error=None)
+    return await _hit_response(request, hit)
+
+
+async def _hit_response(request: web.Request, hit: StoredHit, status: int = 200, error: str | None = None
+                        ) -> web.Response:
+    enrolled = await _enrolled_photo_ids(request, hit)
+    return render(request, "hit.html", status=status, hit=hit, max_note_chars=MAX_NOTE_CHARS, error=error,
+                  enrolled_photo_ids=enrolled)
+
+
+async def _enrolled_photo_ids(request: web.Request, hit: StoredHit) -> list[int] | None:
+    """Return the photo ids of the face hit's enrolled person for an investigator, or None for other hits.
+
+    The list is empty when the person is no longer enrolled. A person with the same id but another
+    name or list, as after a box matched against a different watchlist, counts as not enrolled.
+    """
+    person = hit.header.get("person")
+    if hit.topic != "hit.face" or not isinstance(person, dict) or not request[USER_KEY].can("investigator"):
+        return None
+    watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
+    person_id = person.get("id")
+    enrolled = await asyncio.to_thread(watchlist.person, person_id) if isinstance(person_id, int) else None
+    if enrolled is None or (enrolled.name, enrolled.list_name) != (person.get("name"), person.get("list_name")):
+        return []
+    photo_ids = await asyncio.to_thread(watchlist.photo_ids)
+    return photo_ids.get(enrolled.id, [])[:MAX_ENROLLED_PHOTOS_SHOWN]
 
 
 @require_role("investigator")
@@ -223,12 +249,12 @@ async def acknowledge(request: web.Request) -> web.Response:
     if not hit.topic.startswith("hit."):
         # Plain plate reads are kept for search; only watchlist hits are alerts that someone acts on.
         error = translator(request)("hit.not_a_hit")
-        return render(request, "hit.html", status=400, hit=hit, max_note_chars=MAX_NOTE_CHARS, error=error)
+        return await _hit_response(request, hit, 400, error)
     form = await request.post()
     note = str(form.get("note", "")).strip()
     if len(note) > MAX_NOTE_CHARS:
         error = translator(request)("hit.note_too_long", limit=MAX_NOTE_CHARS)
-        return render(request, "hit.html", status=400, hit=hit, max_note_chars=MAX_NOTE_CHARS, error=error)
+        return await _hit_response(request, hit, 400, error)
     user = request[USER_KEY].name
     try:
         await asyncio.to_thread(request.app[HIT_STORE_KEY].acknowledge, hit.id, user, note)
@@ -236,7 +262,7 @@ async def acknowledge(request: web.Request) -> web.Response:
         first = acknowledged.hit
         log.info("acknowledgement of hit %d by %s rejected: %s", hit.id, user, acknowledged)
         error = translator(request)("hit.already_acked", user=first.acked_by, time=local_time(request, first.acked_at))
-        return render(request, "hit.html", status=409, hit=first, max_note_chars=MAX_NOTE_CHARS, error=error)
+        return await _hit_response(request, first, 409, error)
     audit_request(request, "acknowledge", hit_id=hit.id, note=note)
     raise web.HTTPSeeOther(f"/hits/{hit.id}")
 

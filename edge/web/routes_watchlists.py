@@ -9,6 +9,8 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
+import cv2
+import numpy as np
 from aiohttp import web
 from yarl import URL
 
@@ -23,7 +25,7 @@ from edge.watchlist.plates import UnmatchablePatternError, WatchlistError, check
 from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
-from edge.web.render import page_number, render, translator
+from edge.web.render import page_number, path_id, render, translator
 from edge.web.security import require_role
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,9 @@ PLATE_PAGE_SIZE = 100
 MAX_FILTER_CHARS = 64
 # Messages shown after a redirect, named by the page's `notice` parameter.
 PLATE_NOTICES = ("removed", "list_removed", "not_found")
+# Enrolled photos are served scaled to at most this many pixels on the longer side, for thumbnails and
+# for the comparison beside a face hit. The stored photo may be up to MAX_PHOTO_PIXELS.
+PHOTO_VIEW_MAX_SIDE = 320
 
 
 def _actor(request: web.Request) -> str:
@@ -130,7 +135,7 @@ async def _plate_form_error(request: web.Request, pattern: str, list_name: str, 
 
 @require_role("admin")
 async def remove_plate(request: web.Request) -> web.Response:
-    entry_id = int(request.match_info["entry_id"])
+    entry_id = path_id(request, "entry_id")
     removed = await asyncio.to_thread(request.app[WATCHLIST_KEY].remove_plate, entry_id, _actor(request))
     if removed:
         audit_request(request, "watchlist_plate_remove", entry_id=entry_id)
@@ -248,10 +253,32 @@ ENROLLER_KEY = web.AppKey("face_enroller", FaceEnroller)
 async def _faces_page(request: web.Request, status: int = 200, **messages: object) -> web.Response:
     watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
     persons = await asyncio.to_thread(watchlist.list_persons)
+    photo_ids = await asyncio.to_thread(watchlist.photo_ids)
     context = {"message": None, "error": None, "error_detail": None, "form": {}}
     context.update(messages)
-    return render(request, "watchlist_faces.html", status=status, persons=persons,
+    return render(request, "watchlist_faces.html", status=status, persons=persons, photo_ids=photo_ids,
                   max_photo_mb=MAX_PHOTO_BYTES >> 20, **context)
+
+
+@require_role("investigator")
+async def face_photo(request: web.Request) -> web.Response:
+    """Serve an enrolled photo, scaled down, to investigators who compare it with a face hit."""
+    photo_id = path_id(request, "photo_id")
+    photo = await asyncio.to_thread(FaceWatchlist(request.app[WATCHLIST_KEY]).photo, photo_id)
+    if photo is None:
+        raise web.HTTPNotFound(text=f"no enrolled photo with id {photo_id}: the person may have been removed")
+    body = await asyncio.to_thread(scale_photo, photo.jpeg, PHOTO_VIEW_MAX_SIDE)
+    return web.Response(body=body, content_type="image/jpeg")
+
+
+def scale_photo(jpeg: bytes, max_side: int) -> bytes:
+    """Return the JPEG scaled to at most `max_side` pixels on its longer side, or unchanged if it is smaller."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or max(image.shape[:2]) <= max_side:
+        return jpeg
+    scale = max_side / max(image.shape[:2])
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.imencode(".jpg", cv2.resize(image, size, interpolation=cv2.INTER_AREA))[1].tobytes()
 
 
 @require_role("admin")
@@ -296,7 +323,7 @@ async def add_face(request: web.Request) -> web.Response:
 
 @require_role("admin")
 async def remove_face(request: web.Request) -> web.Response:
-    person_id = int(request.match_info["person_id"])
+    person_id = path_id(request, "person_id")
     watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
     removed = await asyncio.to_thread(watchlist.remove_person, person_id, _actor(request))
     if removed:
@@ -315,3 +342,4 @@ def add_watchlist_routes(app: web.Application) -> None:
     app.router.add_get("/watchlists/faces", faces_page)
     app.router.add_post("/watchlists/faces", add_face)
     app.router.add_post(r"/watchlists/faces/{person_id:\d+}/remove", remove_face)
+    app.router.add_get(r"/watchlists/faces/photos/{photo_id:\d+}.jpg", face_photo)

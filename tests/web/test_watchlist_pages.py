@@ -1,4 +1,5 @@
-"""Watchlist pages: plate add, remove and CSV import, face enrolment from uploads, and bad uploads that change nothing."""
+"""Watchlist pages: plate add, remove and CSV import, face enrolment from uploads, bad uploads that change nothing,
+and enrolled photos beside face hits."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from edge.config.web import WebConfig
 from edge.watchlist.faces import FaceWatchlist
 from edge.web.app import create_app
 from edge.web.audit import AUDIT_LOG_KEY
-from edge.web.keys import WATCHLIST_KEY
+from edge.web.keys import HIT_STORE_KEY, WATCHLIST_KEY
+from edge.web.routes_watchlists import PHOTO_VIEW_MAX_SIDE
 from edge.web.security import USER_STORE_KEY
 from tests.conftest import ASSETS
 from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
+from tests.web.test_store import face_message
 
 FACES = ASSETS / "images" / "faces"
 
@@ -265,3 +268,78 @@ async def test_duplicate_and_missing_fields_in_chinese(admin):
     assert missing.status == 400
     assert "请填写：布控原因。" in await missing.text()
     assert len(app[WATCHLIST_KEY].list_plates()) == 1
+
+
+async def enrol_obama(app, client, token: str, list_name: str = "wanted") -> int:
+    response = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "obama.jpg", name="Barack Obama",
+        list_name=list_name, reason="test enrolment"))
+    assert response.status == 200, await response.text()
+    ((photo_id,),) = FaceWatchlist(app[WATCHLIST_KEY]).photo_ids().values()
+    return photo_id
+
+
+async def test_enrolled_photo_served_scaled(admin):
+    app, client, token = admin
+    photo_id = await enrol_obama(app, client, token)
+
+    page = await (await client.get("/watchlists/faces")).text()
+    response = await client.get(f"/watchlists/faces/photos/{photo_id}.jpg")
+
+    assert f'src="/watchlists/faces/photos/{photo_id}.jpg"' in page
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "image/jpeg"
+    assert "no-store" in response.headers["Cache-Control"]
+    image = cv2.imdecode(np.frombuffer(await response.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert max(image.shape[:2]) == PHOTO_VIEW_MAX_SIDE
+    assert (await client.get(f"/watchlists/faces/photos/{photo_id + 1}.jpg")).status == 404
+    assert (await client.get(f"/watchlists/faces/photos/{10**30}.jpg")).status == 404
+
+
+async def test_enrolled_photo_hidden_from_viewer(admin):
+    app, client, token = admin
+    photo_id = await enrol_obama(app, client, token)
+    client.session.cookie_jar.clear()
+    await log_in(client, "viewer")
+
+    response = await client.get(f"/watchlists/faces/photos/{photo_id}.jpg", allow_redirects=False)
+
+    assert response.status == 403
+
+
+@pytest.mark.parametrize("list_name, shown", [("wanted", True), ("another-list", False)])
+async def test_face_hit_shows_enrolled_photo(admin, list_name, shown):
+    app, client, token = admin
+    photo_id = await enrol_obama(app, client, token, list_name)
+    # The hit names person 1, "Barack Obama" on the list "wanted"; on another list it is not the same person.
+    hit = app[HIT_STORE_KEY].add(face_message(1))
+
+    page = await (await client.get(f"/hits/{hit.id}")).text()
+
+    assert 'id="enrolled-photos"' in page
+    assert (f'src="/watchlists/faces/photos/{photo_id}.jpg"' in page) is shown
+    assert ("该人员已不在人脸布控库中" in page) is not shown
+
+
+async def test_viewer_sees_no_enrolled_photos(admin):
+    app, client, token = admin
+    await enrol_obama(app, client, token)
+    hit = app[HIT_STORE_KEY].add(face_message(1))
+    client.session.cookie_jar.clear()
+    await log_in(client, "viewer")
+
+    page = await (await client.get(f"/hits/{hit.id}")).text()
+
+    assert "Barack Obama" in page
+    assert 'id="enrolled-photos"' not in page
+
+
+async def test_huge_path_ids_not_found(admin):
+    _app, client, token = admin
+    huge = 10**30
+
+    assert (await client.get(f"/hits/{huge}")).status == 404
+    assert (await client.post(f"/watchlists/faces/{huge}/remove", data={"csrf_token": token})).status == 404
+    assert (await client.post(f"/watchlists/plates/{huge}/remove", data={"csrf_token": token})).status == 404
+    assert (await client.post(f"/users/{huge}/disable", data={"csrf_token": token})).status == 404
+    assert (await client.get(f"/search?page={huge}")).status in (200, 303)
