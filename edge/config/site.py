@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edge.ingest.redact import register_secrets
+
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 RTSP_SCHEMES = ("rtsp://", "rtsps://")
 PROVIDER_NAMES = ("tensorrt", "cuda", "cpu")
@@ -117,17 +119,25 @@ class CameraConfig(StrictModel):
     @field_validator("source")
     @classmethod
     def _check_source_scheme(cls, source: str) -> str:
+        # Registered before any check, so that the error messages below and every later log line hide them.
+        register_secrets(source)
+        if re.match(r"^rtsps?:/(?!/)", source, re.IGNORECASE):
+            raise ValueError("the URL has one slash after the scheme; write rtsp:// with two slashes")
         scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
         if scheme and not source.lower().startswith(RTSP_SCHEMES):
             raise ValueError(
                 f"unsupported scheme '{scheme.group(1)}://'; allowed: rtsp://, rtsps:// or a file path"
             )
+        if scheme and re.search(r"[\s'\"\x00-\x1f\x7f]", source):
+            raise ValueError("the URL contains a space, quote or control character, which an RTSP URL cannot "
+                             "carry; percent-encode it, such as a space in a password as %20")
         if scheme:
             # Everything after the last '@' of the authority is host and port; passwords may contain '@'.
             authority = source[len(scheme.group(0)):].split("/", 1)[0].rsplit("@", 1)[-1]
             host, _, port = authority.rpartition(":") if authority.count(":") == 1 else (authority, "", "")
             if not host:
-                raise ValueError("the URL has no host; expected rtsp://[user:password@]host[:port]/path")
+                raise ValueError("the URL has no host; expected rtsp://host[:port]/path, with the user name and "
+                                 "password before the host when the camera needs them")
             if port and not (port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError(f"port '{port}' is not a number from 1 to 65535")
         return source
