@@ -295,6 +295,26 @@ class PublisherConfig(StrictModel):
         "(`edge subscribe --from-seq`); \"\" turns replay off. Bind it only where trusted hosts can connect.",
     )
 
+    @field_validator("endpoint", "replay_endpoint")
+    @classmethod
+    def _check_tcp_port(cls, endpoint: str) -> str:
+        # ZeroMQ takes a port above 65535 modulo 65536 and binds another port without an error.
+        if endpoint.startswith("tcp://"):
+            address = endpoint[len("tcp://"):]
+            if ":" not in address:
+                raise ValueError("the endpoint has no port; expected tcp://HOST:PORT, such as tcp://127.0.0.1:5556")
+            port = address.rsplit(":", 1)[1]
+            if port != "*" and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"port '{port}' is not a number from 1 to 65535, or * for any free port")
+        return endpoint
+
+    @model_validator(mode="after")
+    def _check_distinct_endpoints(self) -> PublisherConfig:
+        if self.replay_endpoint == self.endpoint:
+            raise ValueError(f"replay_endpoint is the same as endpoint ({self.endpoint}), which the feed socket "
+                             "binds first; give the replay socket its own port, such as tcp://127.0.0.1:5557")
+        return self
+
 
 class MetricsConfig(StrictModel):
     """The Prometheus metrics endpoint."""

@@ -291,3 +291,35 @@ def test_readable_watchlist_token_file_accepted(tmp_path):
     path = write(tmp_path, '[watchlist_source]\nurl = "http://127.0.0.1:8080"\ntoken_file = "token.txt"\n'
                  + VALID_CAMERA)
     assert build_plan(path).site.watchlist_source.token_file == "token.txt"
+
+
+@pytest.mark.parametrize(("publisher", "shown"), [
+    ('endpoint = "tcp://127.0.0.1:99999"', "port '99999' is not a number from 1 to 65535"),
+    ('replay_endpoint = "tcp://127.0.0.1:0"', "port '0' is not a number from 1 to 65535"),
+    ('endpoint = "tcp://127.0.0.1"', "the endpoint has no port"),
+    ('replay_endpoint = "tcp://127.0.0.1:5556"', "replay_endpoint is the same as endpoint"),
+])
+def test_bad_feed_endpoint_rejected(tmp_path, publisher, shown):
+    with pytest.raises(ConfigError, match=shown):
+        load_site(write(tmp_path, VALID_CAMERA + "\n[publisher]\n" + publisher + "\n"))
+
+
+def test_any_free_feed_port_accepted(tmp_path):
+    site = load_site(write(tmp_path, VALID_CAMERA + '\n[publisher]\nendpoint = "tcp://127.0.0.1:*"\n'))
+
+    assert site.publisher.endpoint == "tcp://127.0.0.1:*"
+
+
+@pytest.mark.parametrize(("text", "field_path"), [
+    (VALID_CAMERA + '\n[publisher]\noutbox_path = "data"\n', "publisher.outbox_path"),
+    ('watchlist_db = "data"\n' + VALID_CAMERA, "watchlist_db"),
+])
+def test_directory_as_database_rejected(tmp_path, text, field_path):
+    (tmp_path / "data").mkdir()
+
+    with pytest.raises(ConfigError) as caught:
+        build_plan(write(tmp_path, text))
+
+    (problem,) = caught.value.issues
+    assert problem.field_path == field_path
+    assert "is a directory; give the path of an SQLite file" in problem.message
