@@ -298,7 +298,7 @@ class PublisherConfig(StrictModel):
     @field_validator("endpoint", "replay_endpoint")
     @classmethod
     def _check_tcp_port(cls, endpoint: str) -> str:
-        # ZeroMQ takes a port above 65535 modulo 65536 and binds another port without an error.
+        # ZeroMQ bound port 34463 for 99999 (the port modulo 65536) without an error.
         if endpoint.startswith("tcp://"):
             address = endpoint[len("tcp://"):]
             if ":" not in address:

@@ -33,6 +33,17 @@ class DuplicateFaceError(InvalidEntryError):
         self.list_name = list_name
 
 
+class DifferentFacesError(InvalidEntryError):
+    """Error for enrolment photos that do not all show one person; the fields name the photos (from 1)."""
+
+    def __init__(self, message: str, first_photo: int, second_photo: int, similarity: float, threshold: float):
+        super().__init__(message)
+        self.first_photo = first_photo
+        self.second_photo = second_photo
+        self.similarity = similarity
+        self.threshold = threshold
+
+
 @dataclass(frozen=True)
 class FacePerson:
     """An enrolled person."""
@@ -125,7 +136,8 @@ class FaceWatchlist:
                    model_id: str, actor: str | None = None, match_threshold: float | None = None) -> FacePerson:
         """Enrol a person from JPEG photos and their embeddings, all in one transaction.
 
-        With `match_threshold`, a photo whose face matches an enrolled person at that similarity is rejected.
+        With `match_threshold`, a photo whose face matches an enrolled person at that similarity is rejected,
+        and so are photos that do not all show one person (see reject_different_faces).
         """
         name = validate_text("name", name, "give the person's name")
         list_name = validate_text("list name", list_name, "give a list such as wanted or missing")
@@ -144,6 +156,7 @@ class FaceWatchlist:
                     f"{existing[0]} and enrol again with all photos, or use another name"
                 )
             if match_threshold is not None:
+                reject_different_faces([embedding for _, embedding in photos], match_threshold)
                 self._reject_enrolled_face(connection, model_id, [embedding for _, embedding in photos],
                                            match_threshold)
             person_id = connection.execute(
@@ -380,4 +393,34 @@ class FaceGalleryReloader:
         self._log_loaded(missing)
         return True
 
+
+def reject_different_faces(embeddings: list[np.ndarray], threshold: float) -> None:
+    """Raise DifferentFacesError unless the photos' faces form one person at `threshold` similarity.
+
+    Photos form one person when every photo is linked to the first by a chain of pairs at or above
+    the threshold, so a side view that matches only a front view still counts. Two people under one
+    name would make every hit for the second name the first.
+    """
+    if len(embeddings) < 2:
+        return
+    unit = np.stack([embedding / np.linalg.norm(embedding) for embedding in embeddings])
+    similarity = unit @ unit.T
+    linked = {0}
+    frontier = [0]
+    while frontier:
+        current = frontier.pop()
+        for other in np.flatnonzero(similarity[current] >= threshold):
+            if int(other) not in linked:
+                linked.add(int(other))
+                frontier.append(int(other))
+    apart = [index for index in range(len(embeddings)) if index not in linked]
+    if not apart:
+        return
+    second = apart[0]
+    first = max(linked, key=lambda index: similarity[index, second])
+    best = float(similarity[first, second])
+    raise DifferentFacesError(
+        f"photos {first + 1} and {second + 1} show different people: their faces match at {best:.2f}, below "
+        f"the match threshold {threshold:.2f}; enrol each person on their own, or leave out the unclear photo",
+        first + 1, second + 1, best, threshold)
 

@@ -208,3 +208,36 @@ def test_same_face_under_second_name_rejected(tmp_path, models):
     # A different person is still enrolled.
     enrol(db, models, "Joe Biden", "biden/biden_1.jpg")
     assert [person.name for person in FaceWatchlist(WatchlistStore(db)).list_persons()] == ["Barack Obama", "Joe Biden"]
+
+
+def enrol_photos(store_path, models, photo_names: list[str]):
+    from edge.watchlist.faces import FaceWatchlist
+    from edge.watchlist.store import WatchlistStore
+
+    _analyzer, embedder = models
+    faces = [check_and_embed_photo((FACES / name).read_bytes(), *models) for name in photo_names]
+    return FaceWatchlist(WatchlistStore(store_path)).add_person(
+        "Kit Harington", "wanted", "case 1", [(face.jpeg, face.embedding) for face in faces], faces[0].model_id,
+        "test", match_threshold=embedder.entry.match_threshold)
+
+
+def test_photos_of_two_people_rejected(tmp_path, models):
+    from edge.watchlist.faces import DifferentFacesError, FaceWatchlist
+    from edge.watchlist.store import WatchlistStore
+
+    db = tmp_path / "watchlists.sqlite"
+    with pytest.raises(DifferentFacesError) as caught:
+        enrol_photos(db, models, ["kit_harington/kit_harington_1.jpg", "kit_harington/kit_harington_2.jpg",
+                                  "rose_leslie/rose_leslie_1.jpg"])
+
+    assert (caught.value.first_photo, caught.value.second_photo) in ((1, 3), (2, 3))
+    assert caught.value.similarity < caught.value.threshold
+    assert "show different people" in str(caught.value)
+    assert FaceWatchlist(WatchlistStore(db)).list_persons() == []
+
+
+def test_photos_of_one_person_enrolled(tmp_path, models):
+    person = enrol_photos(tmp_path / "watchlists.sqlite", models, [
+        "kit_harington/kit_harington_1.jpg", "kit_harington/kit_harington_2.jpg", "kit_harington/kit_harington_3.jpg"])
+
+    assert person.photos == 3
