@@ -23,6 +23,7 @@ from edge.web.render import TEMPLATES_KEY, render_fragment, setup_rendering
 from edge.web.routes_account import add_account_routes
 from edge.web.routes_auth import add_auth_routes
 from edge.web.routes_cameras import add_camera_routes
+from edge.web.routes_faces import add_face_routes
 from edge.web.routes_hits import add_hit_routes
 from edge.web.routes_watchlists import MAX_REQUEST_BYTES, add_watchlist_routes
 from edge.web.security import USER_STORE_KEY, error_response, setup_security
@@ -59,6 +60,7 @@ def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | Non
     add_account_routes(app)
     add_hit_routes(app)
     add_watchlist_routes(app)
+    add_face_routes(app)
     add_camera_routes(app)
     add_watchlist_api_routes(app, app[WATCHLIST_KEY], config.api_tokens)
     app.router.add_static("/static", STATIC_DIR)

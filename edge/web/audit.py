@@ -44,6 +44,7 @@ ACTIONS = (
     "user_role",
     "user_password",
     "user_disable",
+    "forbidden",
 )
 # Detail keys containing these words are rejected, so that a secret cannot reach the append-only log.
 SECRET_KEY_WORDS = ("password", "token", "secret")
@@ -160,7 +161,11 @@ def append_event(
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One audit row: when (UTC ISO 8601), which logged-in user (None before login), what, and from where."""
+    """One audit row: when (UTC ISO 8601), who, what, and from where.
+
+    `user` is the logged-in user. For a failed login it is the name as typed, and for other requests
+    without a login it is None.
+    """
 
     id: int
     at: str

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 ROLES = ("viewer", "investigator", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
+MAX_NAME_CHARS = 32
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,%d}$" % (MAX_NAME_CHARS - 1))
 MIN_PASSWORD_LENGTH = 10
 # scrypt accepts any length, so this cap bounds the work of one login request.
 MAX_PASSWORD_LENGTH = 1024
@@ -53,7 +54,20 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
 CREATE INDEX IF NOT EXISTS sessions_last_seen ON sessions (last_seen);
+-- Sessions that a password change or a disabled account ended, kept until they would have expired
+-- anyway, so that the login page can tell the user why they were logged out.
+CREATE TABLE IF NOT EXISTS ended_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    last_seen REAL NOT NULL
+);
 """
+
+# Reason codes for a session cookie without a live session. The login page shows the matching notice.
+END_EXPIRED = "expired"
+END_DISABLED = "disabled"
+END_PASSWORD_CHANGED = "password_changed"
+END_REASONS = (END_EXPIRED, END_DISABLED, END_PASSWORD_CHANGED)
 
 
 class UserError(Exception):
@@ -339,7 +353,7 @@ class UserStore:
         with transaction(self.path, write=True) as connection:
             row = self._select(connection, user_id)
             connection.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))
-            ended = connection.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+            ended = _end_user_sessions(connection, user_id, END_PASSWORD_CHANGED)
             append_event(connection, actor, "user_password", client_address,
                          {"user_id": user_id, "name": row["name"], "sessions_ended": ended})
         log.info("password of user %s changed by %s; %d sessions ended", row["name"], actor, ended)
@@ -354,7 +368,7 @@ class UserStore:
             connection.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id))
             ended = 0
             if disabled:
-                ended = connection.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+                ended = _end_user_sessions(connection, user_id, END_DISABLED)
             append_event(connection, actor, "user_disable", client_address,
                          {"user_id": user_id, "name": name, "disabled": disabled, "sessions_ended": ended})
         log.info("user %s %s by %s; %d sessions ended", name, "disabled" if disabled else "enabled", actor, ended)
@@ -362,6 +376,14 @@ class UserStore:
 
 
 # --- Sessions -------------------------------------------------------------------------------------------
+
+
+def _end_user_sessions(connection: sqlite3.Connection, user_id: int, reason: str) -> int:
+    """Delete every session of a user, remembering `reason` for each; return how many ended."""
+    connection.execute(
+        "INSERT OR REPLACE INTO ended_sessions (token_sha256, reason, last_seen) "
+        "SELECT token_sha256, ?, last_seen FROM sessions WHERE user_id = ?", (reason, user_id))
+    return connection.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
 
 
 @dataclass(frozen=True)
@@ -408,6 +430,7 @@ class SessionStore:
         session = Session(_token_sha256(token), user, secrets.token_urlsafe(32), now)
         with transaction(self.path, write=True) as connection:
             purged = connection.execute("DELETE FROM sessions WHERE last_seen <= ?", (now - self.ttl_s,)).rowcount
+            connection.execute("DELETE FROM ended_sessions WHERE last_seen <= ?", (now - self.ttl_s,))
             connection.execute(
                 "INSERT INTO sessions (token_sha256, user_id, csrf_token, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
                 (session.id, user.id, session.csrf_token, now, now),
@@ -421,13 +444,17 @@ class SessionStore:
             log.debug("%d expired sessions purged", purged)
         return token, session
 
-    def lookup(self, token: str) -> Session | None:
-        """Return the live session of an enabled user for `token`, refreshing its idle timer, else None."""
+    def lookup(self, token: str, refresh: bool = True) -> Session | None:
+        """Return the live session of an enabled user for `token`, else None.
+
+        With `refresh`, the request counts as activity and restarts the session's idle timer. Requests
+        that a page makes by itself, such as image fetches, pass False.
+        """
         row = self._live_row(token)
         if row is None:
             return None
         token_sha256, now, last_seen = _token_sha256(token), self.clock(), row["last_seen"]
-        if now - last_seen >= self.refresh_interval_s:
+        if refresh and now - last_seen >= self.refresh_interval_s:
             last_seen = now
             with transaction(self.path, write=True) as connection:
                 connection.execute("UPDATE sessions SET last_seen = ? WHERE token_sha256 = ?", (now, token_sha256))
@@ -439,6 +466,21 @@ class SessionStore:
         An open live page checks this, so leaving the page open does not keep an idle login alive.
         """
         return self._live_row(token) is not None
+
+    def end_reason(self, token: str) -> str:
+        """Return why `token` has no live session: one of END_REASONS.
+
+        A token that a password change or a disabled account ended gives that reason until it would
+        have expired. Any other token, also one that never existed, gives END_EXPIRED.
+        """
+        if not token or len(token) > 200:
+            return END_EXPIRED
+        with transaction(self.path, write=False) as connection:
+            row = connection.execute("SELECT reason, last_seen FROM ended_sessions WHERE token_sha256 = ?",
+                                     (_token_sha256(token),)).fetchone()
+        if row is None or row["last_seen"] + self.ttl_s <= self.clock() or row["reason"] not in END_REASONS:
+            return END_EXPIRED
+        return row["reason"]
 
     def _live_row(self, token: str) -> sqlite3.Row | None:
         """Return the session and user row for `token`; delete an expired session or one of a disabled user."""
@@ -452,7 +494,11 @@ class SessionStore:
             ).fetchone()
         if row is None:
             return None
-        if row["last_seen"] + self.ttl_s <= self.clock() or row["disabled"]:
+        if row["disabled"]:
+            with transaction(self.path, write=True) as connection:
+                _end_user_sessions(connection, row["id"], END_DISABLED)
+            return None
+        if row["last_seen"] + self.ttl_s <= self.clock():
             self.delete(token)
             return None
         return row

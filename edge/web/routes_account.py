@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from edge.web.auth import USER_KEY, UserError
+from edge.web.auth import END_PASSWORD_CHANGED, USER_KEY, UserError
 from edge.web.render import render, translator
 from edge.web.routes_auth import run_hashing
 from edge.web.security import RATE_LIMITER_KEY, USER_STORE_KEY
@@ -43,7 +43,7 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     except UserError as error:
         return render(request, "account.html", status=400, error=t(error.key, **error.fields))
     # Changing the password ended every session of the user, this one too.
-    raise web.HTTPSeeOther("/login")
+    raise web.HTTPSeeOther(f"/login?reason={END_PASSWORD_CHANGED}")
 
 
 def add_account_routes(app: web.Application) -> None:

@@ -15,7 +15,16 @@ from yarl import URL
 
 from edge.config.web import LANGUAGES
 from edge.web.audit import ACTIONS, AUDIT_LOG_KEY, audit_request
-from edge.web.auth import ROLES, SESSION_KEY, USER_KEY, User, UserError
+from edge.web.auth import (
+    END_PASSWORD_CHANGED,
+    END_REASONS,
+    MAX_NAME_CHARS,
+    ROLES,
+    SESSION_KEY,
+    USER_KEY,
+    User,
+    UserError,
+)
 from edge.web.i18n import LANGUAGE_COOKIE
 from edge.web.render import page_number, path_id, render, translator
 from edge.web.security import (
@@ -70,10 +79,10 @@ async def run_hashing(request: web.Request, function: Callable[..., Result], *ar
 
 
 def _login_response(request: web.Request, next_path: str, name: str = "", error: str = "",
-                    status: int = 200) -> web.Response:
+                    status: int = 200, logged_out: str = "") -> web.Response:
     login_csrf_token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
     response = render(request, "login.html", status=status, next_path=next_path, name=name, error=error,
-                      login_csrf_token=login_csrf_token)
+                      logged_out=logged_out, login_csrf_token=login_csrf_token)
     set_cookie(request, response, LOGIN_CSRF_COOKIE, login_csrf_token, path="/login")
     return response
 
@@ -82,7 +91,23 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     next_path = safe_next(request.query.get("next"))
     if request[USER_KEY] is not None:
         raise web.HTTPFound(next_path)
-    return _login_response(request, next_path)
+    return _login_response(request, next_path, logged_out=_logged_out_reason(request))
+
+
+def _logged_out_reason(request: web.Request) -> str:
+    """Return the END_REASONS code that tells why the user was logged out, or "" to show no notice.
+
+    An explicit `reason` query parameter counts only when it is a known code, so a link cannot put its
+    own text on the page. Without one, a session cookie that no longer has a live session gives the
+    store's reason.
+    """
+    reason = request.query.get("reason", "")
+    if reason in END_REASONS:
+        return reason
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        return request.app[SESSION_STORE_KEY].end_reason(token)
+    return ""
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
@@ -98,7 +123,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     wait_s = limiter.retry_after_s(request.remote, name)
     if wait_s > 0:
         seconds = math.ceil(wait_s)
-        audit_request(request, "login_failed", name=name, throttled=True)
+        _audit_login_failed(request, name, throttled=True)
         log.warning("login for %r from %s throttled for %d s", name, request.remote, seconds)
         response = _login_response(request, next_path, name, t("auth.rate_limited", seconds=seconds), status=429)
         response.headers["Retry-After"] = str(seconds)
@@ -107,7 +132,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     user = await run_hashing(request, request.app[USER_STORE_KEY].authenticate, name, password)
     if user is None:
         limiter.record_failure(request.remote, name)
-        audit_request(request, "login_failed", name=name)
+        _audit_login_failed(request, name)
         log.info("login failed for %r from %s", name, request.remote)
         return _login_response(request, next_path, name, t("auth.invalid_credentials"))
 
@@ -124,6 +149,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     set_cookie(request, response, SESSION_COOKIE, token)
     delete_cookie(response, LOGIN_CSRF_COOKIE, path="/login")
     return response
+
+
+def _audit_login_failed(request: web.Request, name: str, **detail: object) -> None:
+    # The user column contains the name as typed, whether or not such a user exists, so that filtering the
+    # audit log by a user name also finds the failed attempts on it.
+    user = name[:MAX_NAME_CHARS] or None
+    request.app[AUDIT_LOG_KEY].record(user, "login_failed", request.remote, {"name": name, **detail})
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -145,7 +177,9 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
 # --- Users --------------------------------------------------------------------------------------------
 
 
-def _users_response(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+def _users_response(request: web.Request, error: str = "", status: int = 200,
+                    form: dict[str, str] | None = None) -> web.Response:
+    """Render the users page; `form` refills the add-user form's name and role after a rejected add."""
     notice = request.query.get("notice", "")
     return render(
         request, "users.html", status=status,
@@ -153,12 +187,14 @@ def _users_response(request: web.Request, error: str = "", status: int = 200) ->
         roles=ROLES,
         notice=notice if notice in USER_NOTICES else "",
         error=error,
+        form=form or {},
     )
 
 
-def _user_error_response(request: web.Request, error: UserError) -> web.Response:
+def _user_error_response(request: web.Request, error: UserError,
+                         form: dict[str, str] | None = None) -> web.Response:
     log.info("user change by %s rejected: %s", request[USER_KEY].name, error)
-    return _users_response(request, translator(request)(error.key, **error.fields), status=400)
+    return _users_response(request, translator(request)(error.key, **error.fields), status=400, form=form)
 
 
 def _target_id(request: web.Request) -> int:
@@ -178,7 +214,9 @@ async def user_add(request: web.Request) -> web.StreamResponse:
         await run_hashing(request, request.app[USER_STORE_KEY].add_user, str(form.get("name", "")),
                           str(form.get("password", "")), str(form.get("role", "")), actor.name, request.remote)
     except UserError as error:
-        return _user_error_response(request, error)
+        # The password is not sent back, so the browser does not keep it in the page.
+        refill = {"name": str(form.get("name", ""))[:MAX_NAME_FIELD], "role": str(form.get("role", ""))}
+        return _user_error_response(request, error, refill)
     raise web.HTTPSeeOther("/users?notice=added")
 
 
@@ -206,7 +244,7 @@ async def user_password(request: web.Request) -> web.StreamResponse:
         return _user_error_response(request, error)
     if target_id == actor.id:
         # The change ended this session as well, so the admin logs in again with the new password.
-        raise web.HTTPSeeOther("/login")
+        raise web.HTTPSeeOther(f"/login?reason={END_PASSWORD_CHANGED}")
     raise web.HTTPSeeOther("/users?notice=password")
 
 

@@ -218,11 +218,12 @@ async def hit_page(request: web.Request) -> web.Response:
     return await _hit_response(request, hit)
 
 
-async def _hit_response(request: web.Request, hit: StoredHit, status: int = 200, error: str | None = None
-                        ) -> web.Response:
+async def _hit_response(request: web.Request, hit: StoredHit, status: int = 200, error: str | None = None,
+                        note: str = "") -> web.Response:
+    """Render the hit page; `note` refills the acknowledgement form after a rejected acknowledgement."""
     enrolled = await _enrolled_photo_ids(request, hit)
     return render(request, "hit.html", status=status, hit=hit, max_note_chars=MAX_NOTE_CHARS, error=error,
-                  enrolled_photo_ids=enrolled)
+                  enrolled_photo_ids=enrolled, note=note)
 
 
 async def _enrolled_photo_ids(request: web.Request, hit: StoredHit) -> list[int] | None:
@@ -254,7 +255,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     note = str(form.get("note", "")).strip()
     if len(note) > MAX_NOTE_CHARS:
         error = translator(request)("hit.note_too_long", limit=MAX_NOTE_CHARS)
-        return await _hit_response(request, hit, 400, error)
+        return await _hit_response(request, hit, 400, error, note=note)
     user = request[USER_KEY].name
     try:
         await asyncio.to_thread(request.app[HIT_STORE_KEY].acknowledge, hit.id, user, note)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from yarl import URL
 
-from edge.web.audit import AUDIT_LOG_KEY, AuditLog, database_path
+from edge.web.audit import AUDIT_LOG_KEY, AuditLog, audit_request, database_path
 from edge.web.auth import DEFAULT_SCRYPT, LoginRateLimiter, ROLES, SESSION_KEY, ScryptParams, Session, SessionStore, USER_KEY, UserStore
 from edge.web.render import render, translator
 
@@ -53,6 +54,10 @@ STATIC_PREFIX = "/static/"
 # The watchlist API authenticates daemons with bearer tokens, so sessions and CSRF do not apply to it.
 API_PREFIX = "/api/"
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+# Requests that an open page makes by itself: the images in its rows (hit snapshots and crops, enrolled
+# photos) and the row reload after the live socket reconnects. They check the session but do not
+# restart its idle timer, so a live page left open does not keep an idle login alive.
+BACKGROUND_PATH = re.compile(r"/hits/[^/]+/[a-z]+\.jpg|/watchlists/faces/photos/[^/]+\.jpg|/live/rows")
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -169,7 +174,8 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     path = route_path(request)
     token = request.cookies.get(SESSION_COOKIE)
     if token and not path.startswith(STATIC_PREFIX) and not path.startswith(API_PREFIX):
-        session = request.app[SESSION_STORE_KEY].lookup(token)
+        refresh = not (request.method in ("GET", "HEAD") and BACKGROUND_PATH.fullmatch(path))
+        session = request.app[SESSION_STORE_KEY].lookup(token, refresh=refresh)
     request[SESSION_KEY] = session
     request[USER_KEY] = session.user if session is not None else None
     return await handler(request)
@@ -232,6 +238,11 @@ def require_role(role: str) -> Callable[[Handler], Handler]:
             if not user.can(role):
                 log.warning("user %s (%s) denied %s %s, which needs %s", user.name, user.role, request.method,
                             request.path, role)
+                # Attempted changes go to the audit log too. Denied page views are only logged, because a
+                # link that a lower role follows by mistake is not worth an administrator's attention.
+                if request.method in UNSAFE_METHODS:
+                    audit_request(request, "forbidden", method=request.method,
+                                  path=request.path[:MAX_NEXT_LENGTH], role=user.role, required_role=role)
                 t = translator(request)
                 return error_response(request, 403, "error.forbidden", role=t(f"role.{user.role}"),
                                       needed=t(f"role.{role}"))

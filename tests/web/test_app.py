@@ -22,7 +22,7 @@ from edge.web.keys import HIT_STORE_KEY, LIVE_HUB_KEY
 from edge.web.live import SESSION_ENDED_CODE
 from edge.web.security import SESSION_STORE_KEY, USER_STORE_KEY
 from edge.web.store import HitQuery
-from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
+from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, FakeClock, log_in, page_csrf_token
 
 
 def jpeg(width: int = 320, height: int = 240, value: int = 90) -> bytes:
@@ -536,7 +536,9 @@ async def test_change_own_password(aiohttp_client, tmp_path, web_config, role):
             "repeat_password": new_password}
     response = await client.post("/account/password", data=form, allow_redirects=False)
     assert response.status == 303
-    assert response.headers["Location"] == "/login"
+    assert response.headers["Location"] == "/login?reason=password_changed"
+    login_page = await client.get(response.headers["Location"])
+    assert "密码已修改，您的所有会话均已结束" in await login_page.text()
     # The change ended this session, and only the new password logs in.
     assert (await client.get("/", allow_redirects=False)).status == 302
     assert (await log_in(client, role)).status == 200
@@ -558,3 +560,74 @@ async def test_change_own_password_rejected(aiohttp_client, tmp_path, web_config
     assert response.status == status
     assert shown in await response.text()
     assert app[USER_STORE_KEY].authenticate("viewer", PASSWORDS["viewer"]) is not None
+
+
+async def test_image_requests_keep_session_idle(aiohttp_client, tmp_path, web_config):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, None)
+    sessions = app[SESSION_STORE_KEY]
+    clock = FakeClock()
+    sessions.clock = clock
+    await log_in(client, "admin")
+    background = ("/hits/1/annotated.jpg", "/hits/1/snapshot.jpg", "/hits/1/crop.jpg",
+                  "/watchlists/faces/photos/1.jpg", "/live/rows")
+
+    # An open live page fetches row images for almost the whole idle time, and the user does nothing.
+    for step in range(4):
+        clock.advance(sessions.ttl_s / 4 - (1 if step == 3 else 0))
+        for path in background:
+            response = await client.get(path, allow_redirects=False)
+            assert response.status in (200, 404), (path, response.status)
+
+    clock.advance(2)
+    response = await client.get("/", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+async def test_page_request_refreshes_session(aiohttp_client, tmp_path, web_config):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, None)
+    sessions = app[SESSION_STORE_KEY]
+    clock = FakeClock()
+    sessions.clock = clock
+    await log_in(client, "viewer")
+
+    clock.advance(sessions.ttl_s / 2)
+    assert (await client.get("/hits/1", allow_redirects=False)).status == 200
+    clock.advance(sessions.ttl_s / 2 + 1)
+
+    assert (await client.get("/", allow_redirects=False)).status == 200
+
+
+@pytest.mark.parametrize("path, needed", [
+    ("/watchlists/plates", "admin"),
+    ("/users", "admin"),
+    ("/hits/1/ack", "investigator"),
+])
+async def test_role_rejection_audited(aiohttp_client, tmp_path, web_config, path, needed):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, "viewer")
+    token = await page_csrf_token(client)
+
+    response = await client.post(path, data={"csrf_token": token, "pattern": "京A12345"})
+
+    assert response.status == 403
+    (record,) = app[AUDIT_LOG_KEY].query(1, 50, action="forbidden").records
+    assert record.user == "viewer"
+    assert record.detail == {"method": "POST", "path": path, "role": "viewer", "required_role": needed}
+
+
+async def test_denied_page_view_not_audited(aiohttp_client, tmp_path, web_config):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, "viewer")
+    assert (await client.get("/users")).status == 403
+    assert app[AUDIT_LOG_KEY].query(1, 50, action="forbidden").total == 0
+
+
+async def test_acknowledge_note_kept_after_error(app_and_client):
+    _app, client = app_and_client
+    await log_in(client, "investigator")
+    token = await page_csrf_token(client)
+    note = "车辆已拦截" + "x" * 2000
+
+    response = await client.post("/hits/1/ack", data={"csrf_token": token, "note": note})
+
+    assert response.status == 400
+    assert f'rows="3">{note}</textarea>' in await response.text()

@@ -127,7 +127,7 @@ async def test_rows_for_each_auth_action(aiohttp_client, tmp_path, clock):
     assert [record.action for record in emitted] == [
         "login_failed", "login", "user_add", "user_role", "user_password", "user_disable", "export", "logout",
     ]
-    assert emitted[0].user is None
+    assert emitted[0].user == "admin"  # a failed login records the name as typed
     assert emitted[0].detail == {"name": "admin"}
     assert all(record.user == "admin" for record in emitted[1:])
     assert all(record.client_address == "127.0.0.1" for record in emitted)

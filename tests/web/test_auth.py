@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 import edge.web.auth as auth
-from edge.web.audit import AuditLog, database_path
+from edge.web.audit import AUDIT_LOG_KEY, AuditLog, database_path
 from edge.web.auth import (
     DEFAULT_SCRYPT,
     LoginRateLimiter,
@@ -592,7 +592,7 @@ async def test_own_password_change_logs_out(aiohttp_client, tmp_path, clock):
     admin_id = next(user.id for user in client.app[USER_STORE_KEY].list_users() if user.name == "admin")
     response = await client.post(f"/users/{admin_id}/password",
                                  data={"csrf_token": token, "password": "admin-password-2"}, allow_redirects=False)
-    assert response.headers["Location"] == "/login"
+    assert response.headers["Location"] == "/login?reason=password_changed"
     assert (await client.get("/users", allow_redirects=False)).status == 302
 
 
@@ -675,3 +675,79 @@ def test_cli_invalid_config(tmp_path, capsys):
     assert add_user_command(path, "root", "admin", "root-password-1") == 2
     assert "session_ttl_s" in capsys.readouterr().err
     assert add_user_command(tmp_path / "missing.toml", "root", "admin", "root-password-1") == 2
+
+
+# --- Why a user was logged out, and failed logins in the audit log --------------------------------------
+
+
+@pytest.mark.parametrize("reason, shown", [
+    ("expired", "您长时间未操作，已自动退出登录"),
+    ("password_changed", "密码已修改，您的所有会话均已结束"),
+    ("disabled", "管理员已停用您的账号"),
+])
+async def test_login_page_shows_logout_reason(client, reason, shown):
+    text = await (await client.get("/login", params={"reason": reason})).text()
+    assert 'id="logged-out"' in text
+    assert shown in text
+
+
+async def test_login_page_ignores_unknown_reason(client):
+    text = await (await client.get("/login", params={"reason": "请致电 123 领取奖品"})).text()
+    assert 'id="logged-out"' not in text
+    assert "领取奖品" not in text
+
+
+async def test_idle_expiry_explained_on_login_page(aiohttp_client, tmp_path, clock):
+    client = await aiohttp_client(build_app(tmp_path, clock, session_ttl_s=600))
+    await log_in(client, "viewer")
+    clock.advance(601)
+
+    response = await client.get("/search")
+
+    assert response.url.path == "/login"
+    assert "您长时间未操作，已自动退出登录" in await response.text()
+
+
+@pytest.mark.parametrize("change, shown", [
+    ("disable", "管理员已停用您的账号"),
+    ("password", "密码已修改，您的所有会话均已结束"),
+])
+async def test_admin_change_explained_on_login_page(aiohttp_client, tmp_path, clock, change, shown):
+    app = build_app(tmp_path, clock)
+    admin = await aiohttp_client(app)
+    viewer = await aiohttp_client(app)
+    await log_in(admin, "admin")
+    await log_in(viewer, "viewer")
+    viewer_id = next(user.id for user in app[USER_STORE_KEY].list_users() if user.name == "viewer")
+    form = {"csrf_token": await page_csrf_token(admin), "disabled": "1", "password": "viewer-password-2"}
+    assert (await admin.post(f"/users/{viewer_id}/{change}", data=form, allow_redirects=False)).status == 303
+
+    response = await viewer.get("/search")
+
+    assert response.url.path == "/login"
+    text = await response.text()
+    assert shown in text
+    assert "您长时间未操作" not in text
+
+
+@pytest.mark.parametrize("typed, stored", [
+    ("viewer", "viewer"),
+    ("nobody", "nobody"),
+    ("x" * 40, "x" * 32),
+])
+async def test_failed_login_audits_typed_name(client, typed, stored):
+    await log_in(client, typed, "wrong-password-1")
+    (record,) = client.app[AUDIT_LOG_KEY].query(1, 50, action="login_failed").records
+    assert record.user == stored
+    assert record.detail["name"] == typed
+
+
+async def test_users_form_kept_after_error(aiohttp_client, tmp_path, clock):
+    client, token = await admin_client(aiohttp_client, tmp_path, clock)
+    response = await client.post("/users", data={"csrf_token": token, "name": "Bad Name!",
+                                                 "password": "long-enough-password", "role": "investigator"})
+    assert response.status == 400
+    text = await response.text()
+    assert 'value="Bad Name!"' in text
+    assert '<option value="investigator" selected>' in text
+    assert "long-enough-password" not in text

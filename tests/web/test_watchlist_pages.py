@@ -3,7 +3,11 @@ and enrolled photos beside face hits."""
 
 from __future__ import annotations
 
+import html as html_module
+import json
 import re
+import subprocess
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,16 +16,17 @@ from aiohttp import FormData
 
 from edge.config.web import WebConfig
 from edge.watchlist.faces import FaceWatchlist
-from edge.web.app import create_app
+from edge.web.app import STATIC_DIR, create_app
 from edge.web.audit import AUDIT_LOG_KEY
 from edge.web.keys import HIT_STORE_KEY, WATCHLIST_KEY
-from edge.web.routes_watchlists import PHOTO_VIEW_MAX_SIDE
+from edge.web.routes_faces import PHOTO_VIEW_MAX_SIDE
 from edge.web.security import USER_STORE_KEY
 from tests.conftest import ASSETS
 from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
 from tests.web.test_store import face_message
 
 FACES = ASSETS / "images" / "faces"
+CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -114,7 +119,7 @@ async def test_remove_whole_list(admin):
     ({"pattern": "ABC", "list_name": "l", "reason": "r", "max_edits": "0"}, "ABC 不可能匹配任何车牌"),
     ({"pattern": "1234567", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
     ({"pattern": "京京京京京京京", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
-    ({"pattern": "苏BO1234", "list_name": "l", "reason": "r", "max_edits": "0"}, "会被识别为 苏B01234"),
+    ({"pattern": "苏BO1234", "list_name": "l", "reason": "r", "max_edits": "0"}, "字母 I 和 O，按车牌格式，第 3 位的字符会被改正，这块车牌会被识别并输出为 苏B01234"),
     ({"pattern": "B*123", "list_name": "l", "reason": "r", "max_edits": "0"}, "车牌以省份简称"),
     ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "x"}, "容错字符数必须是 0、1 或 2"),
     ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "7"}, "条目无效"),
@@ -343,3 +348,149 @@ async def test_huge_path_ids_not_found(admin):
     assert (await client.post(f"/watchlists/plates/{huge}/remove", data={"csrf_token": token})).status == 404
     assert (await client.post(f"/users/{huge}/disable", data={"csrf_token": token})).status == 404
     assert (await client.get(f"/search?page={huge}")).status in (200, 303)
+
+
+async def test_add_plate_redirects_with_notice(admin):
+    app, client, token = admin
+    response = await client.post("/watchlists/plates", data={
+        "csrf_token": token, "pattern": "苏b 12345", "list_name": "stolen", "reason": "case 8", "max_edits": "0"},
+        allow_redirects=False)
+
+    assert response.status == 303
+    page = await client.get(response.headers["Location"])
+    assert "已添加布控车牌 苏B12345。" in await page.text()
+    assert len(app[WATCHLIST_KEY].list_plates()) == 1
+
+
+async def test_added_notice_shows_only_patterns(admin):
+    _app, client, _token = admin
+    text = await (await client.get("/watchlists/plates", params={"notice": "added", "pattern": "请致电 123"})).text()
+    assert "已添加布控车牌" not in text
+    assert "请致电" not in text
+
+
+async def test_max_edits_kept_after_error(admin):
+    _app, client, token = admin
+    response = await client.post("/watchlists/plates", data={
+        "csrf_token": token, "pattern": "", "list_name": "stolen", "reason": "case 9", "max_edits": "2"})
+    assert response.status == 400
+    assert '<option value="2" selected>' in await response.text()
+
+
+@pytest.mark.parametrize("pattern, shown, absent", [
+    ("沪E100020", "按该位置的车牌格式，第 8 位的字符会被改正，这块车牌会被识别并输出为 沪E10002D",
+     "I 和 O"),
+    ("沪E1OO02", "车牌中不会出现字母 I 和 O，按车牌格式，第 4、5 位的字符会被改正，"
+     "这块车牌会被识别并输出为 沪E10002", None),
+])
+async def test_corrected_pattern_explained(admin, pattern, shown, absent):
+    _app, client, token = admin
+    form = {"csrf_token": token, "pattern": pattern, "list_name": "l", "reason": "r", "max_edits": "0"}
+    response = await client.post("/watchlists/plates", data=form)
+    text = await response.text()
+    assert response.status == 400
+    assert shown in text
+    if absent:
+        assert absent not in text
+
+    csv_text = f"pattern,reason,list_name,max_edits\n{pattern},case 1,stolen,0\n"
+    imported = await client.post("/watchlists/plates/import",
+                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    assert shown in await imported.text()
+
+
+async def test_corrected_pattern_explained_in_english(admin):
+    _app, client, token = admin
+    client.session.cookie_jar.update_cookies({"lang": "en"})
+    form = {"csrf_token": token, "pattern": "沪E100020", "list_name": "l", "reason": "r", "max_edits": "0"}
+    text = await (await client.post("/watchlists/plates", data=form)).text()
+    assert "does not allow the character at position 8, so this plate is read and published as 沪E10002D" in text
+    assert "I and O" not in text
+
+
+async def test_import_lists_at_most_200_rejected_rows(admin):
+    _app, client, token = admin
+    csv_text = "pattern,reason,list_name,max_edits\n" + "".join(f",case {n},stolen,0\n" for n in range(230))
+    response = await client.post("/watchlists/plates/import",
+                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    text = await response.text()
+    assert "已导入 0 条，拒绝 230 行" in text
+    assert len(re.findall(r"<tr><td>\d+</td>", text)) == 200
+    assert "另有 30 行被拒绝，未在此列出。" in text
+
+
+async def test_enrol_and_remove_face_redirect_with_notice(admin):
+    app, client, token = admin
+    response = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "obama.jpg", name="Barack Obama",
+        list_name="vip", reason="test enrolment"), allow_redirects=False)
+    assert response.status == 303
+    assert "已添加布控人员 Barack Obama。" in await (await client.get(response.headers["Location"])).text()
+    (person,) = FaceWatchlist(app[WATCHLIST_KEY]).list_persons()
+
+    removed = await client.post(f"/watchlists/faces/{person.id}/remove", data={"csrf_token": token})
+    assert f"已删除布控人员 {person.id} 及其照片。" in await removed.text()
+    again = await client.post(f"/watchlists/faces/{person.id}/remove", data={"csrf_token": token})
+    assert f"没有找到布控人员 {person.id}" in await again.text()
+
+
+async def test_enrol_without_models_explained(admin, monkeypatch, tmp_path, caplog):
+    app, client, token = admin
+    monkeypatch.setenv("EDGE_MODEL_DIR", str(tmp_path / "no-models"))
+
+    response = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "obama.jpg", name="Barack Obama",
+        list_name="vip", reason="test enrolment"))
+
+    assert response.status == 503
+    text = await response.text()
+    assert "无法添加布控人员：人脸模型 yunet_s_640 缺失或损坏" in text
+    assert "edge models fetch yunet_s_640" in text
+    assert 'value="Barack Obama"' in text
+    assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
+    errors = [record for record in caplog.records if record.levelname == "ERROR" and "yunet_s_640" in record.message]
+    assert len(errors) == 1
+
+
+async def test_missing_models_warned_at_start(aiohttp_client, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("EDGE_MODEL_DIR", str(tmp_path / "no-models"))
+    await aiohttp_client(create_app(WebConfig(), tmp_path / "web", scrypt_params=FAST_SCRYPT))
+    warnings = [record.message for record in caplog.records if record.levelname == "WARNING"]
+    assert any("face enrolment models yunet_s_640, mobilefacenet_128d not found" in message for message in warnings)
+
+
+async def test_no_model_warning_when_models_present(aiohttp_client, tmp_path, caplog):
+    await aiohttp_client(create_app(WebConfig(), tmp_path / "web", scrypt_params=FAST_SCRYPT))
+    assert not any("face enrolment models" in record.message for record in caplog.records)
+
+
+LAYOUT_SCRIPT = """<script>
+const entries = document.querySelectorAll("#plate-entries tbody tr");
+document.body.dataset.layout = JSON.stringify({
+  scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+  rowHeights: Array.from(entries, (row) => row.offsetHeight),
+  selectWidth: document.querySelector("#filter-plates select").offsetWidth});
+</script>"""
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+async def test_long_list_name_keeps_layout(admin, tmp_path):
+    app, client, _token = admin
+    long_name = "长" * 100 + "x" * 100  # the maximum length the store accepts
+    app[WATCHLIST_KEY].add_plate("京A12345", "case 1", long_name)
+    html = await (await client.get("/watchlists/plates")).text()
+    # The page is opened as a file, so the stylesheet is linked by its path and the scripts are left out.
+    html = html.replace('href="/static/style.css"', f'href="{STATIC_DIR / "style.css"}"')
+    html = re.sub(r"<script src=[^>]*></script>", "", html).replace("</body>", LAYOUT_SCRIPT + "</body>")
+    page = tmp_path / "plates.html"
+    page.write_text(html, encoding="utf-8")
+
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60, check=True).stdout
+
+    match = re.search(r'data-layout="([^"]*)"', dom)
+    assert match, dom[-500:]
+    layout = json.loads(html_module.unescape(match.group(1)))
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout
+    assert max(layout["rowHeights"]) < 60, layout
+    assert layout["selectWidth"] <= 320, layout
