@@ -163,7 +163,8 @@ def check_pattern_can_match(pattern: str, max_edits: int) -> None:
         if check.text != pattern:
             raise UnmatchablePatternError(
                 f"invalid plate pattern '{pattern}': reads of this plate are published as '{check.text}', "
-                "because the letters I and O never occur on plates; enter it as it is published",
+                "because the plate format allows only the corrected character at each changed position "
+                "(plates never use the letters I and O); enter it as it is published",
                 "published_as", pattern, check.text
             )
     elif pattern[0] not in (ANY_RUN, ANY_ONE) and pattern[0] not in PROVINCES + EMBASSY_PREFIX:

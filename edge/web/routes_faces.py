@@ -18,7 +18,7 @@ from edge.faces.embedder import FaceEmbedder
 from edge.faces.quality import QualityGate
 from edge.models.manifest import AssetError, ModelEntry, find_file, load_manifest, model_dirs, resolve_file
 from edge.watchlist.enrol import MAX_PHOTO_BYTES, MAX_PHOTO_PIXELS, PhotoRejected, check_and_embed_photo
-from edge.watchlist.faces import DuplicateFaceError, FaceWatchlist
+from edge.watchlist.faces import DifferentFacesError, DuplicateFaceError, FaceWatchlist
 from edge.watchlist.plates import WatchlistError
 from edge.web.audit import audit_request
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
@@ -193,6 +193,11 @@ async def add_face(request: web.Request) -> web.Response:
         if len(photos) > 1:
             error = t("watchlist.photo_of_several", file_name=failed.file_name, problem=error)
         return await _faces_page(request, 400, error=error, error_detail=rejected.detail, form=form)
+    except DifferentFacesError as different:
+        error = t("watchlist.photos_differ", first=photos[different.first_photo - 1][0],
+                  second=photos[different.second_photo - 1][0], similarity=f"{different.similarity:.2f}",
+                  threshold=f"{different.threshold:.2f}")
+        return await _faces_page(request, 400, error=error, form=form)
     except DuplicateFaceError as duplicate:
         error = t("watchlist.face_already_enrolled", person_id=duplicate.person_id, name=duplicate.name,
                   list_name=duplicate.list_name)

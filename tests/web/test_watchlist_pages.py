@@ -199,6 +199,20 @@ async def test_enrol_face_from_two_photos(admin):
     assert record.detail["file_names"] == ["a.jpg", "b.jpg"]
 
 
+async def test_photos_of_two_people_rejected_in_chinese(admin):
+    app, client, token = admin
+    form = upload_form(token, "photo", (FACES / "kit_harington" / "kit_harington_1.jpg").read_bytes(), "kit.jpg",
+                       name="KitRose", list_name="wanted", reason="two persons")
+    form.add_field("photo", (FACES / "rose_leslie" / "rose_leslie_1.jpg").read_bytes(), filename="rose.jpg",
+                   content_type="application/octet-stream")
+
+    response = await client.post("/watchlists/faces", data=form)
+
+    assert response.status == 400
+    assert "照片 kit.jpg 与 rose.jpg 不是同一个人" in await response.text()
+    assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
+
+
 async def test_bad_photo_among_several_enrols_nothing(admin):
     app, client, token = admin
     form = upload_form(token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "a.jpg",
