@@ -177,18 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_check_config)
 
     sub = commands.add_parser("subscribe", help="print feed messages as JSON lines")
-    sub.add_argument("--endpoint", default="tcp://127.0.0.1:5556", help="ZeroMQ endpoint to connect to")
+    sub.add_argument("--endpoint", default="tcp://127.0.0.1:5556",
+                     help="ZeroMQ endpoint of the daemon's feed to connect to (default: tcp://127.0.0.1:5556)")
     sub.add_argument("--topic", action="append", default=[], help="topic prefix such as det or health; repeatable")
     sub.add_argument("--count", type=positive_count, default=None, metavar="N",
                      help="exit after N messages (default: never)")
     sub.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
-                     help="exit when no message arrives for S seconds, with status 1 if none arrived at all "
-                     "(default: wait forever)")
+                     help="exit when no message arrives for S seconds, with status 1 if no message arrived "
+                     "or, with --count N, if fewer than N arrived (default: wait forever)")
     sub.add_argument("--from-seq", type=non_negative_count, default=None, metavar="N",
                      help="first print the stored hit and plate messages from sequence N on, fetched from "
                      "--replay-endpoint, then continue with the live feed, printing each sequence once")
     sub.add_argument("--replay-endpoint", default="tcp://127.0.0.1:5557",
-                     help="ZeroMQ endpoint of the daemon's replay socket, used with --from-seq")
+                     help="ZeroMQ endpoint of the daemon's replay socket, used with --from-seq "
+                     "(default: tcp://127.0.0.1:5557)")
     sub.set_defaults(handler=cmd_subscribe)
 
     models = commands.add_parser("models", help="list, verify or fetch models and demo media")

@@ -277,6 +277,10 @@ class Daemon:
         installs signal handlers.
         """
         self._build()
+        if self.stop_event.is_set():
+            # A SIGTERM or SIGINT during model loading ends the run here, before any socket or thread starts.
+            log.info("stop requested while loading the models; exiting without starting")
+            return 0
         self._start_watchlist_puller()
         self.started_monotonic = time.monotonic()
         self.publisher.start()

@@ -92,8 +92,15 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
 
     pipelines: dict[str, PipelinePlan] = {}
     enabled = [(index, camera) for index, camera in enumerate(site.cameras) if camera.enabled]
+    pipeline_dir_exists = pipeline_dir.is_dir()
+    if not pipeline_dir_exists:
+        # One error for the folder instead of one "no pipeline file" per camera with an empty list.
+        problem = "is a file, not a folder" if pipeline_dir.exists() else "does not exist"
+        issues.append(issue(site_path, "pipeline_dir", f"folder {pipeline_dir} {problem}; give the folder that "
+                            "holds the pipeline TOML files, relative to the config file's folder",
+                            site.pipeline_dir))
     for index, camera in enabled:
-        if camera.pipeline in pipelines:
+        if camera.pipeline in pipelines or not pipeline_dir_exists:
             continue
         pipeline_path = pipeline_dir / f"{camera.pipeline}.toml"
         if not pipeline_path.is_file():

@@ -178,6 +178,39 @@ def test_missing_model_file_stops_startup(tmp_path, monkeypatch):
     assert "edge models fetch yolox_nano_416" in result.stderr
 
 
+def test_stop_during_model_loading_starts_nothing(tmp_path, monkeypatch, caplog):
+    """A SIGTERM that arrives while the models load ends the run before any socket is bound."""
+    import logging
+
+    import zmq
+
+    from edge.daemon import Daemon
+    from edge.plan import build_plan
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = tmp_path / "site.toml"
+    config.write_text(site_toml(endpoint, [{"id": "c", "name": "c", "source": str(PEOPLE_CLIP)}]), encoding="utf-8")
+    daemon = Daemon(build_plan(config))
+    load_models = Daemon._build
+
+    def load_then_receive_sigterm(self):
+        load_models(self)
+        self.stop_event.set()  # what the SIGTERM handler of `edge run` does
+
+    monkeypatch.setattr(Daemon, "_build", load_then_receive_sigterm)
+    caplog.set_level(logging.INFO)
+    assert daemon.run(duration_s=30) == 0
+
+    assert "stop requested while loading the models" in caplog.text
+    assert "starting box" not in caplog.text
+    assert all(runtime.reader.ident is None for runtime in daemon.cameras.values())
+    probe = zmq.Context.instance().socket(zmq.PUB)
+    try:
+        probe.bind(endpoint)  # raises ZMQError when the daemon left the feed socket bound
+    finally:
+        probe.close(linger=0)
+
+
 def test_source_override_replaces_clip(tmp_path):
     result = subprocess.run([*edge_command(), "run", "--config", str(PROJECT_ROOT / "config" / "demo.toml"),
                              "--source", "walkway=/nonexistent/clip.mp4", "--duration", "1"],
@@ -273,3 +306,15 @@ def test_subscribe_bad_endpoint_explains():
     assert result.returncode == 2
     assert "cannot subscribe to foo" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_subscribe_help_matches_behaviour():
+    """The help states the --endpoint default and that --timeout exits 1 when fewer than --count arrived."""
+    import os
+
+    result = subprocess.run([*edge_command(), "subscribe", "--help"], capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 0
+    assert "feed to connect to (default: tcp://127.0.0.1:5556)" in result.stdout
+    assert "with --count N, if fewer than N arrived" in result.stdout
+    assert "if none arrived at all" not in result.stdout

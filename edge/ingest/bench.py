@@ -78,7 +78,10 @@ def probe_clip(path: Path) -> ClipInfo:
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as error:
-        raise BenchError(f"cannot open {path}: {error}; give a video file") from error
+        # The message without "[Errno N]", which for FFmpeg's own errors is a meaningless tag number.
+        reason = error.strerror or type(error).__name__
+        raise BenchError(f"cannot open {path}: {reason}; give a video file that FFmpeg can decode, such as "
+                         "an MP4 or MKV clip") from error
     with container:
         if not container.streams.video:
             raise BenchError(f"{path} has no video stream; give a video file")

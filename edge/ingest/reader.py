@@ -114,6 +114,7 @@ class CameraReader(threading.Thread):
         self._pacing_start: tuple[float, float] | None = None  # (wall clock, media time) of the first frame
         self._passes = 0
         self._down_since: float | None = None  # monotonic time the stream was lost, until it streams again
+        self._reconnects_before_outage = 0  # counters.reconnects when the current outage began
         self._failures_in_row = 0
         self._last_warning_monotonic = float("-inf")
         self._damage = DamageGate(camera.id)
@@ -152,6 +153,7 @@ class CameraReader(threading.Thread):
             self.state = ReaderState.BACKOFF
             if self._down_since is None:
                 self._down_since = time.monotonic()
+                self._reconnects_before_outage = self.counters.reconnects
             self._warn_reconnect(reason, backoff_s)
             if self.stop_event.wait(backoff_s):
                 break
@@ -211,8 +213,10 @@ class CameraReader(threading.Thread):
             self._failures_in_row = 0
             if self._down_since is not None:
                 # An operator who saw the reconnect warnings needs to see the recovery at the same level.
+                # The count is this outage's attempts; counters.reconnects keeps the total since start.
                 log.info("%s: streaming %s again (%s %dx%d) after %d reconnect(s), down %.1f s", self.camera.id,
-                         self._log_source, codec.name, codec.width, codec.height, self.counters.reconnects,
+                         self._log_source, codec.name, codec.width, codec.height,
+                         self.counters.reconnects - self._reconnects_before_outage,
                          time.monotonic() - self._down_since)
                 self._down_since = None
             else:

@@ -135,6 +135,14 @@ def resolve_file(entry: ManifestEntry, search_dirs: list[Path]) -> Path:
     """Find the entry's file in `search_dirs` and check its sha256; raise AssetError naming the fix."""
     path = find_file(entry.file, entry.task, search_dirs)
     if path is None:
+        folders = [candidate for directory in search_dirs
+                   for candidate in (directory / entry.file, directory / entry.task / entry.file) if candidate.is_dir()]
+        if folders:
+            # An unpacked archive can leave a folder with the model's name where the file belongs.
+            raise AssetError(
+                f"{folders[0]} for '{entry.name}' is a directory, not the model file; remove or rename it and "
+                f"run `edge models fetch {entry.name}`, or put the file {entry.file} (sha256 {entry.sha256}) there"
+            )
         looked_in = ", ".join(str(d) for d in search_dirs)
         variable = "EDGE_MODEL_DIR" if isinstance(entry, ModelEntry) else "EDGE_MEDIA_DIR"
         raise AssetError(

@@ -16,13 +16,18 @@ from pathlib import Path
 from edge.watchlist.plates import MAX_EDITS_LIMIT, InvalidEntryError, PlateEntry
 from edge.watchlist.store import AuditRecord, WatchlistStore, WatchlistStoreError, default_database_path
 
+# Removed entries named in one row of the `audit` table; `audit --json` prints all of them.
+AUDIT_SUMMARY_ENTRIES = 5
+
 
 def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `watchlist` command to `subparsers`, with `run_watchlist_command` as its handler."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", type=Path, default=None, metavar="PATH",
-                        help="watchlist database (default: $EDGE_DATA_DIR/watchlists.sqlite, "
-                             "else ./data/watchlists.sqlite)")
+    # Read-only commands take `database`; commands that change the watchlist take `common`, which adds --actor.
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--db", type=Path, default=None, metavar="PATH",
+                          help="watchlist database (default: $EDGE_DATA_DIR/watchlists.sqlite, "
+                               "else ./data/watchlists.sqlite)")
+    common = argparse.ArgumentParser(add_help=False, parents=[database])
     common.add_argument("--actor", default=None, metavar="NAME",
                         help="person recorded in the audit log for changes (default: the OS user name)")
 
@@ -44,14 +49,18 @@ def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     add.add_argument("--max-edits", type=int, default=0, metavar="N",
                      help=f"OCR character errors to tolerate, 0 to {MAX_EDITS_LIMIT} (default 0)")
 
-    remove = plates_commands.add_parser("remove", parents=[common], help="stop watching an entry")
+    remove = plates_commands.add_parser(
+        "remove", parents=[common], help="stop watching an entry",
+        description="Stop watching an entry given by its id, every entry with a pattern, or a whole list with "
+                    "--list. The removed entries are recorded in the audit log.",
+    )
     remove.add_argument("target", metavar="ID|PATTERN", nargs="?",
                         help="entry id from `list`, or a pattern to remove from every list (or from --list only); "
                              "digits only are read as an id")
     remove.add_argument("--list", dest="list_name", metavar="NAME",
                         help="remove only from this list; without ID|PATTERN, remove every entry of the list")
 
-    listing = plates_commands.add_parser("list", parents=[common], help="list the watched plates")
+    listing = plates_commands.add_parser("list", parents=[database], help="list the watched plates")
     listing.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
 
     import_ = plates_commands.add_parser(
@@ -62,13 +71,13 @@ def add_watchlist_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     )
     import_.add_argument("file", type=Path, metavar="FILE.csv", help="CSV file to import")
 
-    audit = watchlist_commands.add_parser("audit", parents=[common], help="print the latest watchlist changes")
+    audit = watchlist_commands.add_parser("audit", parents=[database], help="print the latest watchlist changes")
     audit.add_argument("--limit", type=int, default=50, metavar="N", help="rows to print, newest first (default 50)")
     audit.add_argument("--json", action="store_true", help="print one JSON object per row with the full detail")
 
     from edge.watchlist.face_cli import add_face_commands
 
-    add_face_commands(watchlist_commands, common)
+    add_face_commands(watchlist_commands, database, common)
     watchlist.set_defaults(handler=run_watchlist_command)
     return watchlist
 
@@ -83,8 +92,11 @@ def run_watchlist_command(args: argparse.Namespace) -> int:
         print(f"watchlist database {path} not found; pass --db with the site config's watchlist_db, or set "
               "EDGE_DATA_DIR", file=sys.stderr)
         return 2
+    created = not path.exists()
     try:
         store = WatchlistStore(path)
+        if created:
+            _print_created_notice(store.path)
         if args.watchlist_command == "audit":
             return _print_audit(store.audit_log(args.limit), args.json)
         if args.watchlist_command == "faces":
@@ -94,7 +106,7 @@ def run_watchlist_command(args: argparse.Namespace) -> int:
         if args.plates_command == "add":
             entry = store.add_plate(args.pattern, args.reason, args.list_name, args.max_edits, actor=args.actor)
             print(f"added entry {entry.id}: {entry.pattern} (max_edits {entry.max_edits}) "
-                  f"on list '{entry.list_name}'")
+                  f"on list '{entry.list_name}' in {store.path.resolve()}")
             return 0
         if args.plates_command == "remove":
             return _remove(store, args.target, args.actor, args.list_name)
@@ -107,6 +119,13 @@ def run_watchlist_command(args: argparse.Namespace) -> int:
     except WatchlistStoreError as error:
         print(error, file=sys.stderr)
         return 2
+
+
+def _print_created_notice(path: Path) -> None:
+    # A command run from the wrong folder would otherwise change a database that no daemon reads.
+    print(f"notice: created a new, empty watchlist database at {path.resolve()}; the daemon reads the watchlist_db "
+          "of its site config, relative to the config file's folder, so pass --db PATH to change that database",
+          file=sys.stderr)
 
 
 def _remove(store: WatchlistStore, target: str | None, actor: str | None, list_name: str | None) -> int:
@@ -135,7 +154,8 @@ def _import(store: WatchlistStore, path: Path, actor: str | None) -> int:
     report = store.import_plates_csv(path, actor=actor)
     for row in report.rejected:
         print(f"{path}:{row.line}: {row.message}", file=sys.stderr)
-    print(f"loaded {len(report.loaded)} entries from {path}, rejected {len(report.rejected)} rows")
+    print(f"loaded {len(report.loaded)} entries from {path} into {store.path.resolve()}, "
+          f"rejected {len(report.rejected)} rows")
     return 1 if report.rejected else 0
 
 
@@ -175,7 +195,12 @@ def _summarise_detail(record: AuditRecord) -> str:
         return (f"entry {detail['id']} {detail['pattern']} max_edits {detail['max_edits']} "
                 f"on '{detail['list_name']}': {detail['reason']}")
     if record.action == "plate.remove":
-        removed = ", ".join(f"entry {e['id']} {e['pattern']} on '{e['list_name']}'" for e in detail["removed"])
+        # Removing a whole list can remove hundreds of thousands of entries, so only the first few are named.
+        entries = detail["removed"]
+        removed = ", ".join(f"entry {e['id']} {e['pattern']} on '{e['list_name']}'"
+                            for e in entries[:AUDIT_SUMMARY_ENTRIES])
+        if len(entries) > AUDIT_SUMMARY_ENTRIES:
+            removed += f" and {len(entries) - AUDIT_SUMMARY_ENTRIES} more"
         return f"removed {removed}"
     if record.action == "face.add":
         return (f"person {detail['person_id']} {detail['name']} on '{detail['list_name']}' from "

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from edge.faces.analyzer import EnrolmentError, FaceAnalyzer
@@ -14,13 +18,15 @@ from edge.faces.quality import QualityGate
 from edge.models.manifest import AssetError, load_manifest, model_dirs, resolve_file
 from edge.watchlist.enrol import MAX_PHOTO_BYTES, EnrolledFace, PhotoRejected, check_and_embed_photo
 from edge.watchlist.faces import FaceWatchlist
-from edge.watchlist.store import WatchlistStore
+from edge.watchlist.store import WatchlistStore, resolve_actor, validate_text
 
 DEFAULT_DETECTOR = "yunet_s_640"
 DEFAULT_EMBEDDER = "mobilefacenet_128d"
 
 
-def add_face_commands(watchlist_commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_face_commands(watchlist_commands: argparse._SubParsersAction, database: argparse.ArgumentParser,
+                      common: argparse.ArgumentParser) -> None:
+    """Add `faces add|list|remove|reembed`: `database` has --db for every command, `common` adds --actor."""
     models = argparse.ArgumentParser(add_help=False)
     models.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector model (default {DEFAULT_DETECTOR})")
     models.add_argument("--embedder", default=DEFAULT_EMBEDDER,
@@ -37,7 +43,7 @@ def add_face_commands(watchlist_commands: argparse._SubParsersAction, common: ar
     add.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="JPEG or PNG photos of the person")
     add.add_argument("--list", dest="list_name", required=True, metavar="NAME", help="list such as wanted or missing")
     add.add_argument("--reason", required=True, help="why the person is enrolled, such as a case number")
-    listing = faces_commands.add_parser("list", parents=[common], help="list enrolled persons")
+    listing = faces_commands.add_parser("list", parents=[database], help="list enrolled persons")
     listing.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     remove = faces_commands.add_parser("remove", parents=[common], help="remove a person and their photos")
     remove.add_argument("person_id", type=int, metavar="ID", help="person id from `list`")
@@ -53,31 +59,75 @@ def _analyzer(args: argparse.Namespace) -> tuple[FaceAnalyzer, FaceEmbedder]:
     return FaceAnalyzer(detector, embedder, QualityGate()), embedder
 
 
-def _enrol_photo(path: Path, analyzer: FaceAnalyzer, embedder: FaceEmbedder) -> EnrolledFace:
+def _read_photo(path: Path) -> bytes:
     try:
         # The size is checked before reading, so a huge file is never loaded into memory.
         size = path.stat().st_size
         if size > MAX_PHOTO_BYTES:
             raise EnrolmentError(f"{path}: {size / 1e6:.1f} MB is larger than the {MAX_PHOTO_BYTES / 1e6:.0f} MB "
                                  "limit; use a smaller photo")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise EnrolmentError(f"{path}: cannot read the file: {error.strerror}") from None
+
+
+def _read_distinct_photos(paths: list[Path]) -> list[tuple[Path, bytes]]:
+    """Read every photo, or raise EnrolmentError when a file is unreadable, too large or given twice."""
+    photos, first_path = [], {}
+    for path in paths:
+        data = _read_photo(path)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in first_path:
+            # The same photo twice would store one face twice and count it as two photos.
+            raise EnrolmentError(f"{path}: the same photo as {first_path[digest]} (sha256 {digest[:12]}); give "
+                                 "each photo once")
+        first_path[digest] = path
+        photos.append((path, data))
+    return photos
+
+
+def _enrol_photo(path: Path, data: bytes, analyzer: FaceAnalyzer, embedder: FaceEmbedder) -> EnrolledFace:
     try:
         return check_and_embed_photo(data, analyzer, embedder)
     except PhotoRejected as error:
         raise EnrolmentError(f"{path}: {error.detail}") from None
 
 
+@contextmanager
+def _quiet_model_loading() -> Iterator[None]:
+    """Hide the INFO and WARNING lines of ONNX Runtime session set-up unless the log level is DEBUG.
+
+    The daemon logs those lines at start-up. For this command they are noise around its one-line result.
+    """
+    logger = logging.getLogger("edge.runtime.session")
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous_level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous_level)
+
+
 def _add(args: argparse.Namespace, watchlist: FaceWatchlist) -> int:
+    # Everything that can be checked without the models is checked first, because loading them takes seconds.
+    validate_text("name", args.name, "give the person's name")
+    validate_text("list name", args.list_name, "give a list such as wanted or missing")
+    validate_text("reason", args.reason, "give a case number or why the person is enrolled")
+    resolve_actor(args.actor)
+    files = _read_distinct_photos(args.photos)
+
     analyzer, embedder = _analyzer(args)
     photos = []
-    for path in args.photos:
-        enrolled = _enrol_photo(path, analyzer, embedder)
+    for path, data in files:
+        enrolled = _enrol_photo(path, data, analyzer, embedder)
         photos.append((enrolled.jpeg, enrolled.embedding))
     person = watchlist.add_person(args.name, args.list_name, args.reason, photos, embedder.model_id, args.actor,
                                   match_threshold=embedder.entry.match_threshold)
-    print(f"enrolled person {person.id}: {person.name} on list '{person.list_name}' from {person.photos} photo(s)")
+    print(f"enrolled person {person.id}: {person.name} on list '{person.list_name}' from {person.photos} photo(s) "
+          f"in {watchlist.store.path.resolve()}")
     return 0
 
 
@@ -107,9 +157,11 @@ def run_face_command(args: argparse.Namespace, store: WatchlistStore) -> int:
     watchlist = FaceWatchlist(store)
     try:
         if args.faces_command == "add":
-            return _add(args, watchlist)
+            with _quiet_model_loading():
+                return _add(args, watchlist)
         if args.faces_command == "reembed":
-            return _reembed(args, watchlist)
+            with _quiet_model_loading():
+                return _reembed(args, watchlist)
     except (EnrolmentError, AssetError, FaceDetectorError, FaceEmbedderError) as error:
         print(f"nothing enrolled: {error}" if args.faces_command == "add" else str(error), file=sys.stderr)
         return 1

@@ -139,6 +139,16 @@ def test_unknown_pipeline_lists_available(tmp_path):
     assert "available: detect, faces, plates" in str(caught.value)
 
 
+def test_missing_pipeline_dir_reported(tmp_path):
+    path = write(tmp_path, 'pipeline_dir = "nopipes"\n' + VALID_CAMERA)
+    with pytest.raises(ConfigError) as caught:
+        build_plan(path)
+    message = str(caught.value)
+    assert f"pipeline_dir = 'nopipes': folder {tmp_path / 'nopipes'} does not exist" in message
+    assert "no pipeline file" not in message
+    assert [issue.field_path for issue in caught.value.issues] == ["pipeline_dir"]
+
+
 def test_invalid_pipeline_values_reported(tmp_path):
     pipelines = tmp_path / "pipelines"
     pipelines.mkdir()

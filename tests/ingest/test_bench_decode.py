@@ -31,3 +31,14 @@ def test_bench_decode_rejects_missing_file(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "bench failed: cannot open" in result.stderr
+    assert "Errno" not in result.stderr
+
+
+def test_bench_decode_invalid_file_explained(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    result = subprocess.run(edge_command() + ["bench", "decode", "--source", str(junk)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"bench failed: cannot open {junk}: Invalid data found when processing input" in result.stderr
+    assert "Errno" not in result.stderr

@@ -279,6 +279,37 @@ def test_looping_image_respects_max_fps(tmp_path, caplog):
     assert len(streaming_lines) == 1
 
 
+def test_recovery_line_counts_this_outage(tmp_path, caplog):
+    """The "streaming ... again" line counts the reconnects of its own outage, not all since start."""
+    import cv2
+
+    image = tmp_path / "still.jpg"
+    cv2.imwrite(str(image), np.full((120, 160, 3), 90, dtype=np.uint8))
+    caplog.set_level(logging.INFO)
+    quick = IngestConfig(open_timeout_s=1, read_timeout_s=1, backoff_initial_s=0.01, backoff_max_s=0.01)
+    reader, collector, stop = make_reader(str(image), ingest=quick, loop=True)
+    # Each entry is one open: True streams the one-frame file, False fails. Three failed opens make the first
+    # outage three reconnects long, and two make the second one two reconnects long.
+    script = iter([True, False, False, False, True, False, False, True])
+    real_open = reader._open
+
+    def scripted_open():
+        if next(script, None) is False:
+            raise OSError("scripted open failure")
+        return real_open()
+
+    reader._open = scripted_open
+    reader.start()
+    assert wait_until(lambda: reader.counters.reconnects >= 5 and reader._passes >= 3, 10), reader.counters
+    stop_reader(reader, stop, collector)
+
+    recovered = [r.getMessage() for r in caplog.records if "again" in r.getMessage()]
+    assert len(recovered) == 2, recovered
+    assert "after 3 reconnect(s)" in recovered[0]
+    assert "after 2 reconnect(s)" in recovered[1]
+    assert reader.counters.reconnects == 5
+
+
 @pytest.mark.parametrize(("url", "expected"), [
     ("rtsp://10.0.0.1/user=admin&password=XmSecret5&channel=1&stream=0.sdp",
      "rtsp://10.0.0.1/user=admin&password=***&channel=1&stream=0.sdp"),

@@ -34,6 +34,18 @@ def test_missing_model_names_file_sha_and_fetch(tmp_path):
     assert "edge models fetch yolox_nano_416" in message
 
 
+def test_model_path_that_is_directory_explained(tmp_path):
+    entry = load_manifest().model("yolox_nano_416")
+    folder = tmp_path / "coco" / entry.file
+    folder.mkdir(parents=True)
+    with pytest.raises(AssetError) as caught:
+        resolve_file(entry, [tmp_path])
+    message = str(caught.value)
+    assert f"{folder} for 'yolox_nano_416' is a directory, not the model file" in message
+    assert "not found" not in message
+    assert "edge models fetch yolox_nano_416" in message
+
+
 def test_corrupt_model_names_both_checksums(tmp_path):
     entry = load_manifest().model("yolox_nano_416")
     corrupt = tmp_path / "coco" / entry.file

@@ -44,6 +44,7 @@ def test_bench_missing_label_column(tmp_path):
 def test_bench_bad_input_explained(tmp_path, labels_bytes, extra, expected):
     labels = tmp_path / "labels.csv"
     labels.write_bytes(labels_bytes)
+    (tmp_path / "a.jpg").write_bytes(b"not read: the model check fails first")
     result = subprocess.run([*edge_command(), "bench", "plates", "--images", str(tmp_path), "--labels", str(labels),
                              *extra], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
@@ -56,3 +57,60 @@ def test_bench_images_not_a_folder(tmp_path):
                              str(PLATES / "misc" / "labels.csv")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "folder not found" in result.stderr
+
+
+def test_bench_reports_every_bad_row(tmp_path):
+    """Short rows, empty labels, repeated files and missing images are all listed, each with its line."""
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,plate,plate_color\n"
+                      "a.jpg,苏A12345,blue\n"
+                      "b.jpg\n"
+                      "c.jpg,,blue\n"
+                      "a.jpg,苏A54321,blue\n"
+                      "gone.jpg,苏A11111,blue\n"
+                      "c.jpg, ; ,blue\n", encoding="utf-8")
+    result = subprocess.run([*edge_command(), "bench", "plates", "--images", str(tmp_path), "--labels", str(labels)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "5 invalid row(s)" in result.stderr
+    assert f"{labels}:3: too few columns" in result.stderr
+    assert f"{labels}:4: empty plate label for c.jpg" in result.stderr
+    assert f"{labels}:5: a.jpg is already labelled on line 2" in result.stderr
+    assert f"{labels}:6: image gone.jpg not found in {tmp_path}" in result.stderr
+    assert f"{labels}:7: empty plate label for c.jpg" in result.stderr
+    # The images are checked before OpenCV opens any of them, so it prints no warning of its own.
+    assert "WARN" not in result.stderr
+
+
+@pytest.mark.parametrize(("make_labels", "expected"), [
+    (lambda folder: folder / "nonexistent.csv", "file not found"),
+    (lambda folder: folder, "is a directory"),
+], ids=["missing", "directory"])
+def test_bench_labels_path_explained(tmp_path, make_labels, expected):
+    labels = make_labels(tmp_path)
+    result = subprocess.run([*edge_command(), "bench", "plates", "--images", str(tmp_path), "--labels", str(labels)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"--labels {labels}" in result.stderr
+    assert expected in result.stderr
+    assert "Errno" not in result.stderr
+
+
+def test_bench_unreadable_image_names_line(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"not an image")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,plate\na.jpg,苏A12345\n", encoding="utf-8")
+    result = subprocess.run([*edge_command(), "bench", "plates", "--images", str(tmp_path), "--labels", str(labels)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"{labels}:2: cannot read {tmp_path / 'a.jpg'} as an image" in result.stderr
+
+
+def test_bench_plates_help_has_description():
+    result = subprocess.run([*edge_command(), "bench", "plates", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    assert "Read the plates in every image listed in the labels CSV" in result.stdout

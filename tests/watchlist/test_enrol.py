@@ -20,6 +20,7 @@ from edge.watchlist.enrol import (
     check_and_embed_photo,
     image_size,
 )
+from edge.watchlist.store import WatchlistStore
 from tests.conftest import ASSETS, BUS_IMAGE, MODEL_DIR
 
 FACES = ASSETS / "images" / "faces"
@@ -241,3 +242,56 @@ def test_photos_of_one_person_enrolled(tmp_path, models):
         "kit_harington/kit_harington_1.jpg", "kit_harington/kit_harington_2.jpg", "kit_harington/kit_harington_3.jpg"])
 
     assert person.photos == 3
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if `faces add` loads the face models."""
+    from edge.watchlist import face_cli
+
+    def fail(_args):
+        raise AssertionError("the face models were loaded before the input was checked")
+
+    monkeypatch.setattr(face_cli, "_analyzer", fail)
+
+
+def test_cli_repeated_photo_rejected(tmp_path, capsys, no_model_loading):
+    """The same photo given twice, even under another file name, is rejected before the models load."""
+    from edge.cli import main
+
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(OBAMA.read_bytes())
+    db = tmp_path / "watchlists.sqlite"
+    code = main(["watchlist", "faces", "add", "Barack Obama", str(OBAMA), str(copy), "--list", "wanted",
+                 "--reason", "case 1", "--db", str(db), "--actor", "tester"])
+    assert code == 1
+    assert f"nothing enrolled: {copy}: the same photo as {OBAMA}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "list_name", "reason", "expected"), [
+    ("", "wanted", "case 1", "name is empty"),
+    ("Barack Obama", " ", "case 1", "list name is empty"),
+    ("Barack Obama", "wanted", "", "reason is empty"),
+], ids=["name", "list", "reason"])
+def test_cli_empty_text_rejected_before_models(tmp_path, capsys, no_model_loading, name, list_name, reason,
+                                               expected):
+    from edge.cli import main
+
+    code = main(["watchlist", "faces", "add", name, str(OBAMA), "--list", list_name, "--reason", reason,
+                 "--db", str(tmp_path / "watchlists.sqlite"), "--actor", "tester"])
+    assert code == 1
+    assert expected in capsys.readouterr().err
+
+
+def test_cli_add_output_quiet(tmp_path, capsys):
+    """At the default log level `faces add` prints its result line only, without the model-loading logs."""
+    from edge.cli import main
+
+    db = tmp_path / "watchlists.sqlite"
+    WatchlistStore(db)
+    code = main(["watchlist", "faces", "add", "Barack Obama", str(OBAMA), "--list", "wanted", "--reason", "case 1",
+                 "--db", str(db), "--actor", "tester"])
+    output = capsys.readouterr()
+    assert code == 0, output.err
+    assert output.err == ""
+    assert output.out == f"enrolled person 1: Barack Obama on list 'wanted' from 1 photo(s) in {db}\n"

@@ -572,8 +572,9 @@ def test_concurrent_reader_and_writers(store, db_path):
 # --- CLI -------------------------------------------------------------------------------------------
 
 def test_cli_round_trip(db_path):
-    db = ["--db", str(db_path), "--actor", "analyst-li"]
-    added = run_cli("plates", "add", "苏B·12345", "--reason", "case 1", "--list", "stolen", "--max-edits", "1", *db)
+    db = ["--db", str(db_path)]
+    added = run_cli("plates", "add", "苏B·12345", "--reason", "case 1", "--list", "stolen", "--max-edits", "1", *db,
+                    "--actor", "analyst-li")
     assert added.returncode == 0, added.stderr
     assert "added entry 1: 苏B12345" in added.stdout
 
@@ -586,7 +587,7 @@ def test_cli_round_trip(db_path):
     assert as_json[0]["pattern"] == "苏B12345"
     assert as_json[0]["max_edits"] == 1
 
-    removed = run_cli("plates", "remove", "1", *db)
+    removed = run_cli("plates", "remove", "1", *db, "--actor", "analyst-li")
     assert removed.returncode == 0, removed.stderr
     assert "no watchlist entries" in run_cli("plates", "list", *db).stdout
 
@@ -712,3 +713,61 @@ def test_cli_remove_from_one_list(tmp_path):
     nothing = run_cli("plates", "remove", "--db", db)
     assert nothing.returncode == 1
     assert "--list NAME" in nothing.stderr
+
+
+def test_audit_summary_of_bulk_remove_capped(store, db_path, capsys):
+    """Removing a whole list of many entries prints one short DETAIL cell; `audit --json` keeps every entry."""
+    for number in range(12):
+        store.add_plate(f"苏B{10000 + number}", "case 1", "bulk", actor="li")
+    assert store.remove_list("bulk", actor="li") == 12
+
+    assert main(["watchlist", "audit", "--limit", "1", "--db", str(db_path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 2
+    assert "entry 5 苏B10004 on 'bulk' and 7 more" in table[1]
+    assert "苏B10005" not in table[1]
+
+    assert main(["watchlist", "audit", "--limit", "1", "--json", "--db", str(db_path)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert len(record["detail"]["removed"]) == 12
+
+
+def test_cli_success_lines_name_database(tmp_path):
+    """add and import print the absolute database path, so a run from the wrong folder shows."""
+    added = run_cli("plates", "add", "苏B12345", "--reason", "case 1", "--list", "stolen", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    database = tmp_path / "data" / "watchlists.sqlite"
+    assert f"on list 'stolen' in {database}" in added.stdout
+
+    csv_path = tmp_path / "plates.csv"
+    csv_path.write_text(CSV_HEADER + "苏B12346,case 2,stolen,0\n", encoding="utf-8")
+    imported = run_cli("plates", "import", "plates.csv", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert f"into {database}" in imported.stdout
+
+
+def test_cli_new_database_notice(tmp_path):
+    db = tmp_path / "new" / "watchlists.sqlite"
+    first = run_cli("plates", "add", "苏B12345", "--reason", "case 1", "--list", "stolen", "--db", str(db))
+    assert first.returncode == 0, first.stderr
+    assert f"created a new, empty watchlist database at {db}" in first.stderr
+    assert "--db PATH" in first.stderr
+    assert db.is_file()
+
+    second = run_cli("plates", "add", "苏B12346", "--reason", "case 2", "--list", "stolen", "--db", str(db))
+    assert second.returncode == 0, second.stderr
+    assert "created a new" not in second.stderr
+
+
+@pytest.mark.parametrize("command", [("plates", "list"), ("audit",), ("faces", "list")])
+def test_read_only_commands_take_no_actor(db_path, command):
+    WatchlistStore(db_path)
+    result = run_cli(*command, "--db", str(db_path), "--actor", "li")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --actor li" in result.stderr
+
+
+def test_remove_help_has_description():
+    result = run_cli("plates", "remove", "--help")
+    assert result.returncode == 0
+    assert "Stop watching an entry given by its id" in result.stdout
