@@ -22,6 +22,9 @@ PLATE_CHARACTERS = frozenset(PROVINCES + SPECIAL_CHARACTERS + string.ascii_upper
 ANY_RUN = "*"
 ANY_ONE = "?"
 MAX_EDITS_LIMIT = 2
+# Plain characters (not '*' or '?') that every match must have right, beyond the tolerated edits. 苏B*123
+# has 5. An entry with fewer, such as 苏A1*, would alert on thousands of plates.
+MIN_MATCHED_CHARACTERS = 4
 # Real plates have at most 8 characters (new-energy plates). The margin leaves room for wildcards, and
 # the limit keeps the matching cost per entry small.
 MAX_PATTERN_LENGTH = 16
@@ -118,8 +121,8 @@ def normalise_pattern(pattern: str) -> str:
 def validate_max_edits(max_edits: object, pattern: str) -> int:
     """Return `max_edits` for the normalised `pattern`, or raise InvalidEntryError.
 
-    A pattern needs more plain characters than `max_edits`: otherwise the edits could replace
-    every plain character and the entry would match every plate of a suitable length.
+    A pattern needs MIN_MATCHED_CHARACTERS plain characters beyond `max_edits`. With fewer, such as 苏*,
+    the entry alerts on a whole province or on every plate of a suitable length.
     """
     if isinstance(max_edits, bool) or not isinstance(max_edits, int) or not 0 <= max_edits <= MAX_EDITS_LIMIT:
         raise InvalidEntryError(
@@ -127,11 +130,12 @@ def validate_max_edits(max_edits: object, pattern: str) -> int:
             "the number of OCR character errors to tolerate", "reject_max_edits", value=max_edits
         )
     plain_count = sum(1 for c in pattern if c not in (ANY_RUN, ANY_ONE))
-    if plain_count <= max_edits:
+    needed = MIN_MATCHED_CHARACTERS + max_edits
+    if plain_count < needed:
         raise InvalidEntryError(
             f"invalid plate pattern '{pattern}' with max_edits {max_edits}: it has {plain_count} characters "
-            f"other than '*' and '?', so it would match every plate of its length; "
-            f"give at least {max_edits + 1} plate characters or lower max_edits", "reject_matches_all"
+            f"other than '*' and '?', so it would alert on far too many plates; give at least {needed} plate "
+            "characters or lower max_edits", "reject_too_broad", needed=needed, max_edits=max_edits
         )
     return max_edits
 

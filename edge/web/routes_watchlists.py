@@ -16,7 +16,8 @@ from aiohttp import web
 from yarl import URL
 
 from edge.watchlist.enrol import MAX_PHOTO_BYTES
-from edge.watchlist.plates import UnmatchablePatternError, WatchlistError, check_pattern_can_match, normalise_pattern
+from edge.watchlist.plates import (InvalidEntryError, WatchlistError, check_pattern_can_match, normalise_pattern,
+                                   validate_max_edits)
 from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
 from edge.web.i18n import Translator
@@ -134,8 +135,11 @@ async def _plate_form_error(request: web.Request, pattern: str, list_name: str, 
     except WatchlistError:
         return None
     try:
+        validate_max_edits(max_edits, normalised)
         check_pattern_can_match(normalised, max_edits)
-    except UnmatchablePatternError as error:
+    except InvalidEntryError as error:
+        if not error.key:
+            return None
         return entry_error_text(t, error.key, {**error.fields, "pattern": pattern.strip()}, normalised)
     entries = await asyncio.to_thread(request.app[WATCHLIST_KEY].list_plates)
     duplicate = next((entry for entry in entries

@@ -79,10 +79,13 @@ INVALID_PATTERNS = [
     ("", 0, "empty"),
     (" · - ", 0, "empty"),
     ("苏B1234567890123456", 0, "maximum 16"),
-    ("*", 0, "would match every plate"),
-    ("苏?", 1, "would match every plate"),
+    ("*", 0, "would alert on far too many plates"),
+    ("苏?", 1, "would alert on far too many plates"),
+    ("苏*", 0, "give at least 4 plate characters"),
+    ("*123", 0, "give at least 4 plate characters"),
+    ("苏A12*", 1, "give at least 5 plate characters"),
     # Patterns that no published plate can match, because published plates pass the plate grammar.
-    ("ABC", 0, "only plates of 3 characters"),
+    ("ABCD", 0, "only plates of 4 characters"),
     ("AB123", 1, "only plates of 5 characters"),
     ("苏B1234567890", 0, "only plates of 12 characters"),
     ("苏B12345????*", 0, "only plates of 11 or more"),
@@ -93,7 +96,8 @@ INVALID_PATTERNS = [
 ]
 
 # Patterns that a published plate can match.
-VALID_PATTERNS = [("苏B12345", 0), ("苏BD73215", 0), ("苏B*123", 0), ("*123", 0), ("?B12345", 0), ("AB1234", 1),
+VALID_PATTERNS = [("苏B12345", 0), ("苏BD73215", 0), ("苏B*123", 0), ("*1234", 0), ("?B12345", 0), ("AB1234", 1),
+                  ("苏A7777*", 2),
                   ("使123456", 0), ("粤Z1234港", 0), ("京A1234警", 0)]
 
 
@@ -660,9 +664,9 @@ def test_cli_broken_database_exit_2(tmp_path):
 
 
 def test_cli_main_in_process(db_path, capsys):
-    code = main(["watchlist", "plates", "add", "京A*8", "--reason", "r", "--list", "l", "--db", str(db_path)])
+    code = main(["watchlist", "plates", "add", "京A*88", "--reason", "r", "--list", "l", "--db", str(db_path)])
     assert code == 0
-    assert "京A*8" in capsys.readouterr().out
+    assert "京A*88" in capsys.readouterr().out
 
 
 def test_parser_sets_handler():
