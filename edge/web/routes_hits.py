@@ -131,8 +131,9 @@ async def search_page(request: web.Request) -> web.Response:
                 # A page number past the end, from an old link or a search whose hits were removed since.
                 raise web.HTTPFound(str(request.rel_url.update_query(page=result.pages)))
             audit_request(request, "search", query=dict(request.query), results=result.total)
+    cameras = await asyncio.to_thread(store.camera_status)
     return render(request, "search.html", status=400 if error else 200, error=error, result=result,
-                  form=dict(request.query), plate_modes=PLATE_MODES, hit_types=HIT_TYPES,
+                  form=dict(request.query), plate_modes=PLATE_MODES, hit_types=HIT_TYPES, cameras=cameras,
                   max_plate_chars=MAX_PLATE_QUERY_CHARS,
                   export_url=export_url(request),
                   previous_url=_page_url(request, result, -1), next_url=_page_url(request, result, +1))

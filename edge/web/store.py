@@ -218,7 +218,8 @@ class HitQuery:
     and digits become ASCII, and Latin letters become upper case. `plate_mode` is `exact`, `prefix`, or
     `wildcard`, where `*` matches any run of characters and `?` exactly one. `since` and `until` are
     timezone-aware and filter on `frame_time`: since <= frame_time < until. `topic` is `plate`,
-    `hit.plate`, `hit.face`, or `hits` for every `hit.` topic.
+    `hit.plate`, `hit.face`, or `hits` for every `hit.` topic. `camera_id` matches a camera id in any
+    case, or the name of cameras whose daemon reported that name, also in any case.
     """
 
     plate: str | None = None
@@ -999,8 +1000,11 @@ def _where_clause(query: HitQuery) -> tuple[str, tuple]:
             conditions.append(condition)
             parameters.append(value)
     if query.camera_id is not None:
-        conditions.append("camera_id = ?")
-        parameters.append(query.camera_id)
+        # Camera ids are lower case. The text may also be a camera's name as its daemon reports it, which
+        # the pages show beside the id, so investigators type either.
+        conditions.append("camera_id IN (SELECT ? UNION SELECT camera_id FROM cameras "
+                          "WHERE lower(camera_name) = lower(?))")
+        parameters += [query.camera_id.lower(), query.camera_id]
     if query.since is not None:
         conditions.append("frame_time >= ?")
         parameters.append(_utc_text(query.since))

@@ -161,6 +161,18 @@ async def test_search_results(app_and_client, query, expected):
     assert records and records[0].detail["query"] == query
 
 
+async def test_search_offers_known_cameras(app_and_client):
+    app, client = app_and_client
+    app[HIT_STORE_KEY].update_health({"schema": 1, "publisher_id": "hub-07", "sequence": 9, "uptime_s": 5.0,
+                                      "cameras": [{"camera_id": "gate-south", "camera_name": "南门"}]})
+    await log_in(client, "viewer")
+
+    text = await (await client.get("/search")).text()
+
+    assert '<option value="gate-south">南门</option>' in text
+    assert 'list="camera-options"' in text
+
+
 @pytest.mark.parametrize("params, shown", [
     ({"since": "yesterday"}, "时间格式无效：yesterday"),
     ({"since": "2026-12-04T12:00", "until": "2026-12-04T11:00"}, "结束时间 2026-12-04T11:00 不晚于开始时间"),

@@ -357,6 +357,20 @@ def test_search_filters(search_store, query, expected):
     assert sequences(search_store, query) == expected
 
 
+@pytest.mark.parametrize("typed, expected", [
+    ("GATE-SOUTH", [4, 3]),
+    ("South Gate", [4, 3]),
+    ("south gate", [4, 3]),
+    ("北门", [6, 5, 2, 1]),
+    ("South", []),
+])
+def test_search_camera_by_name_or_id(search_store, typed, expected):
+    search_store.update_health(health_header(10.0, [{**camera("gate-south", 100), "camera_name": "South Gate"},
+                                                    {**camera("gate-north", 100), "camera_name": "北门"}]))
+
+    assert sequences(search_store, HitQuery(camera_id=typed)) == expected
+
+
 @pytest.mark.parametrize("arguments, error", [
     ({"plate_mode": "regex"}, "invalid plate_mode 'regex'"),
     ({"topic": "det"}, "invalid topic 'det'"),
