@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edge.config import ConfigError, ConfigIssue, PipelineConfig, SiteConfig, load_pipeline
 from edge.config.errors import issue
-from edge.config.loader import pipeline_dir_for, read_toml, validate
+from edge.config.loader import pipeline_dir_for, read_toml, validate_site
 from edge.config.site import RTSP_SCHEMES
 from edge.ingest.reader import resolve_source
 from edge.models.manifest import AssetError, ModelEntry, load_manifest, media_dirs, model_dirs, resolve_file
@@ -76,7 +76,7 @@ def load_site_with_overrides(site_path: Path, overrides: dict[str, str]) -> Site
             if camera["source"].lower().startswith(RTSP_SCHEMES):
                 for option in FILE_ONLY_OPTIONS:
                     camera.pop(option, None)
-    return validate(SiteConfig, data, site_path)
+    return validate_site(data, site_path)
 
 
 def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -> RunPlan:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge.config.errors import ConfigError, issue, issues_from_validation
 from edge.config.pipeline import PipelineConfig
-from edge.config.site import SiteConfig
+from edge.config.site import SiteConfig, duplicate_id_message, first_duplicate_id
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PIPELINE_DIR = PROJECT_ROOT / "pipelines"
@@ -76,7 +76,25 @@ def validate(model: type[ModelT], data: dict, path: Path) -> ModelT:
 def load_site(path: str | Path) -> SiteConfig:
     """Load and validate a site config; raise ConfigError listing every invalid field."""
     path = Path(path)
-    return validate(SiteConfig, read_toml(path), path)
+    return validate_site(read_toml(path), path)
+
+
+def validate_site(data: dict, path: Path) -> SiteConfig:
+    """Validate the parsed site config `data` read from `path`; raise ConfigError listing every invalid field."""
+    try:
+        return validate(SiteConfig, data, path)
+    except ConfigError as error:
+        # Pydantic checks the camera list as a whole only when every camera is valid, so a duplicate id
+        # would show up only after the other errors are fixed. Report it in the same run.
+        cameras = data.get("cameras")
+        if not isinstance(cameras, list):
+            cameras = []
+        ids = [camera.get("id") for camera in cameras if isinstance(camera, dict)]
+        duplicate = first_duplicate_id([camera_id for camera_id in ids if isinstance(camera_id, str)])
+        message = duplicate_id_message(duplicate) if duplicate is not None else None
+        if message is not None and all(item.message != message for item in error.issues):
+            error.issues.append(issue(path, "cameras", message))
+        raise ConfigError(error.issues) from None
 
 
 def pipeline_dir_for(site: SiteConfig, site_path: Path) -> Path:

@@ -390,9 +390,21 @@ class SiteConfig(StrictModel):
     @field_validator("cameras")
     @classmethod
     def _check_unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
-        seen: set[str] = set()
-        for camera in cameras:
-            if camera.id in seen:
-                raise ValueError(f"camera id '{camera.id}' appears more than once; each camera needs its own id")
-            seen.add(camera.id)
+        duplicate = first_duplicate_id([camera.id for camera in cameras])
+        if duplicate is not None:
+            raise ValueError(duplicate_id_message(duplicate))
         return cameras
+
+
+def first_duplicate_id(ids: list[object]) -> object | None:
+    """Return the first id that appears a second time in `ids`, or None."""
+    seen: set[object] = set()
+    for camera_id in ids:
+        if camera_id in seen:
+            return camera_id
+        seen.add(camera_id)
+    return None
+
+
+def duplicate_id_message(camera_id: object) -> str:
+    return f"camera id '{camera_id}' appears more than once; each camera needs its own id"

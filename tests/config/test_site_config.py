@@ -333,3 +333,14 @@ def test_directory_as_database_rejected(tmp_path, text, field_path):
     (problem,) = caught.value.issues
     assert problem.field_path == field_path
     assert "is a directory; give the path of an SQLite file" in problem.message
+
+
+def test_duplicate_id_reported_with_other_errors(tmp_path):
+    text = VALID_CAMERA + "max_fps = 0\n" + VALID_CAMERA
+
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, text))
+
+    messages = [problem.message for problem in caught.value.issues]
+    assert any("greater than 0" in message for message in messages)
+    assert "camera id 'cam-1' appears more than once; each camera needs its own id" in messages
