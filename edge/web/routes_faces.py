@@ -22,7 +22,7 @@ from edge.watchlist.faces import DifferentFacesError, DuplicateFaceError, FaceWa
 from edge.watchlist.plates import WatchlistError
 from edge.web.audit import audit_request
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
-from edge.web.render import path_id, render, translator
+from edge.web.render import path_id, render, request_language, translator
 from edge.web.routes_watchlists import web_actor
 from edge.web.security import require_role
 
@@ -188,11 +188,14 @@ async def add_face(request: web.Request) -> web.Response:
     except PhotoFileRejected as failed:
         rejected = failed.rejected
         log.info("face photo %r rejected: %s", failed.file_name, rejected.detail)
+        checks = t("watchlist.field_separator").join(t(f"watchlist.quality_{check}") for check in rejected.checks)
         error = t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20,
-                  megapixels=MAX_PHOTO_PIXELS // 1_000_000)
+                  megapixels=MAX_PHOTO_PIXELS // 1_000_000, checks=checks)
         if len(photos) > 1:
             error = t("watchlist.photo_of_several", file_name=failed.file_name, problem=error)
-        return await _faces_page(request, 400, error=error, error_detail=rejected.detail, form=form)
+        # The detail is an English sentence with the measured values, so the Chinese page leaves it out.
+        detail = rejected.detail if request_language(request) == "en" else None
+        return await _faces_page(request, 400, error=error, error_detail=detail, form=form)
     except DifferentFacesError as different:
         error = t("watchlist.photos_differ", first=photos[different.first_photo - 1][0],
                   second=photos[different.second_photo - 1][0], similarity=f"{different.similarity:.2f}",

@@ -22,6 +22,7 @@ from edge.web.keys import HIT_STORE_KEY, WATCHLIST_KEY
 from edge.web.routes_faces import PHOTO_VIEW_MAX_SIDE
 from edge.web.security import USER_STORE_KEY
 from tests.conftest import ASSETS
+from tests.watchlist.test_enrol import small_blurred_face
 from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
 from tests.web.test_store import face_message
 
@@ -265,6 +266,7 @@ def grey_png() -> bytes:
     ("not an image", lambda: b"this is a text file, not a photo\n" * 10, 400, "不是可识别的 JPEG 或 PNG 图片"),
     ("no face", grey_png, 400, "照片中没有找到人脸"),
     ("several faces", lambda: (FACES / "group_obama_biden.jpg").read_bytes(), 400, "照片中有多张人脸"),
+    ("small blurred face", small_blurred_face, 400, "人脸质量不合格：人脸过小、图像模糊。"),
     ("50 MB", lambda: b"\xff\xd8\xff" + bytes(50 * 1024 * 1024), 413, "上传内容过大：不能超过 10 MB"),
 ])
 async def test_bad_face_upload_changes_nothing(admin, case, data, status, shown):
