@@ -520,16 +520,17 @@ def _parse_csv(
     except UnicodeDecodeError as error:
         raise InvalidEntryError(
             f"CSV file {path} is not UTF-8 (invalid byte at offset {error.start}); save it as UTF-8, "
-            "for example with Excel's 'CSV UTF-8' format"
+            "for example with Excel's 'CSV UTF-8' format", "import_not_utf8", offset=error.start
         ) from None
 
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
         if header is None:
-            raise InvalidEntryError(f"CSV file {path} is empty; it needs the header row {','.join(CSV_COLUMNS)}")
+            raise InvalidEntryError(f"CSV file {path} is empty; it needs the header row {','.join(CSV_COLUMNS)}",
+                                    "import_empty", columns=",".join(CSV_COLUMNS))
+        _check_header(path, [name.strip() for name in header])
         columns = [name.strip().lower() for name in header]
-        _check_header(path, columns)
 
         rows = []
         next_line = reader.line_num + 1
@@ -549,14 +550,17 @@ def _parse_csv(
             except InvalidEntryError as error:
                 rejected.append(RejectedRow(line, str(error), error.key, error.fields))
     except csv.Error as error:
-        raise InvalidEntryError(f"CSV file {path} line {reader.line_num}: {error}") from None
+        raise InvalidEntryError(f"CSV file {path} line {reader.line_num}: {error}", "import_csv_error",
+                                line=reader.line_num) from None
     return rows
 
 
-def _check_header(path: Path, columns: list[str]) -> None:
+def _check_header(path: Path, names: list[str]) -> None:
+    """Raise InvalidEntryError for missing, unknown or repeated columns. `names` are as the file spells them."""
+    columns = [name.lower() for name in names]
     required = [name for name in CSV_COLUMNS if name != "max_edits"]
     missing = [name for name in required if name not in columns]
-    unknown = [name for name in columns if name not in CSV_COLUMNS]
+    unknown = [name for name, column in zip(names, columns) if column not in CSV_COLUMNS]
     repeated = sorted({name for name in columns if columns.count(name) > 1})
     if missing or unknown or repeated:
         problems = []
@@ -568,7 +572,9 @@ def _check_header(path: Path, columns: list[str]) -> None:
             problems.append(f"repeated {', '.join(repeated)}")
         raise InvalidEntryError(
             f"CSV file {path} has an invalid header row ({'; '.join(problems)}); "
-            f"expected the columns {','.join(CSV_COLUMNS)}"
+            f"expected the columns {','.join(CSV_COLUMNS)}", "import_bad_header",
+            missing=", ".join(missing), unknown=", ".join(unknown), repeated=", ".join(repeated),
+            columns=",".join(CSV_COLUMNS)
         )
 
 

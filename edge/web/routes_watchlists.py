@@ -197,8 +197,8 @@ async def import_plates(request: web.Request) -> web.Response:
         try:
             report = await asyncio.to_thread(request.app[WATCHLIST_KEY].import_plates_csv, path, web_actor(request))
         except WatchlistError as error:
-            # The detail names the temporary file, so it is replaced by the name of the uploaded file.
-            detail = str(error).replace(str(path), file_name)
+            # The English detail names the temporary file, so it is replaced by the name of the uploaded file.
+            detail = import_error_text(t, error, file_name) or str(error).replace(str(path), file_name)
             return await _plates_page(request, 400, error=t("watchlist.import_failed"), error_detail=detail)
     audit_request(request, "watchlist_plate_import", file_name=upload.filename, sha256=report.sha256,
                   loaded=len(report.loaded), rejected=len(report.rejected))
@@ -208,6 +208,17 @@ async def import_plates(request: web.Request) -> web.Response:
     return await _plates_page(request, message=message, rejected=shown,
                               rejected_more=len(report.rejected) - len(shown),
                               message_class="warning" if report.rejected else "message")
+
+
+def import_error_text(t: Translator, error: WatchlistError, file_name: str) -> str | None:
+    """Return the page's text for an import of `file_name` that failed as a whole, or None without a key."""
+    key = getattr(error, "key", "")
+    if key != "import_bad_header":
+        return t(f"watchlist.{key}", file_name=file_name, **error.fields) if key else None
+    problems = [t(f"watchlist.import_header_{part}", names=error.fields[part])
+                for part in ("missing", "unknown", "repeated") if error.fields[part]]
+    return t("watchlist.import_bad_header", file_name=file_name,
+             problems=t("watchlist.problem_separator").join(problems), columns=error.fields["columns"])
 
 
 def entry_error_text(t: Translator, key: str, fields: dict, normalised: str | None = None) -> str:

@@ -173,6 +173,21 @@ async def test_import_error_names_uploaded_file(admin):
     assert "edge-import-" not in text
 
 
+@pytest.mark.parametrize("data, shown", [
+    (b"Pattern,Reason,\xe7\xb2\xa4C12345\na,b,c\n", "plates.csv：表头无效：缺少 list_name；无法识别 粤C12345。"
+                                                     "表头应为 pattern,reason,list_name,max_edits。"),
+    (b"", "plates.csv：文件是空的，第一行必须是表头 pattern,reason,list_name,max_edits。"),
+    (b"pattern,reason,list_name\n\"\xff\xff\n", "plates.csv：文件不是 UTF-8 编码"),
+])
+async def test_import_failure_explained_in_chinese(admin, data, shown):
+    _app, client, token = admin
+
+    response = await client.post("/watchlists/plates/import", data=upload_form(token, "file", data, "plates.csv"))
+
+    assert response.status == 400
+    assert shown in await response.text()
+
+
 async def test_same_face_under_two_names_rejected(admin):
     app, client, token = admin
     first = await client.post("/watchlists/faces", data=upload_form(
