@@ -184,11 +184,6 @@ def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -
         except WatchlistSourceError as error:
             issues.append(issue(site_path, "watchlist_source.token_file", str(error)))
 
-    for field_path, value in (("publisher.outbox_path", site.publisher.outbox_path), ("watchlist_db", site.watchlist_db)):
-        if value is not None and (site_path.parent / value).is_dir():
-            issues.append(issue(site_path, field_path, "is a directory; give the path of an SQLite file, such as "
-                                "data/outbox.sqlite, which the daemon creates when it is missing", value))
-
     if not enabled:
         issues.append(issue(site_path, "cameras", "every camera is disabled; enable at least one"))
     if issues:

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS state (
 );
 """
 _RESERVED_KEY = "sequence_reserved_through"
+# The highest sequence that retention deleted, so a replay can tell expired hits from sequences of
+# topics that were never stored (det and health).
+_EXPIRED_KEY = "expired_through"
 
 
 def is_stored_topic(topic: str) -> bool:
@@ -94,6 +97,11 @@ class OutboxReader:
     def oldest_sequence(self) -> int | None:
         return self._connection.execute("SELECT MIN(sequence) FROM messages").fetchone()[0]
 
+    def expired_through(self) -> int:
+        """Return the highest sequence that retention deleted, or 0 when it deleted nothing."""
+        row = self._connection.execute("SELECT value FROM state WHERE key = ?", (_EXPIRED_KEY,)).fetchone()
+        return row[0] if row else 0
+
     def read_range(self, first: int, last: int, limit: int) -> list[StoredMessage]:
         """Return up to `limit` stored messages with `first <= sequence <= last`, lowest sequence first."""
         rows = self._connection.execute(
@@ -144,9 +152,12 @@ class Outbox(OutboxReader):
 
     def reserve_through(self, sequence: int) -> None:
         """Record that sequences up to `sequence` may be in use, so that a restart starts after it."""
+        self._set_state(_RESERVED_KEY, sequence)
+
+    def _set_state(self, key: str, value: int) -> None:
         self._connection.execute(
             "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (_RESERVED_KEY, sequence),
+            (key, value),
         )
 
     def write(self, sequence: int, topic: str, header: bytes, images: Sequence[bytes]) -> None:
@@ -166,8 +177,10 @@ class Outbox(OutboxReader):
         """Delete messages older than max_age_s, then the oldest beyond max_bytes; return the number deleted."""
         self._writes_since_retention = 0
         connection = self._connection
-        deleted = connection.execute("DELETE FROM messages WHERE written_at < ?",
-                                     (self._clock() - self.max_age_s,)).rowcount
+        cutoff = self._clock() - self.max_age_s
+        (expired_through,) = connection.execute("SELECT MAX(sequence) FROM messages WHERE written_at < ?",
+                                                (cutoff,)).fetchone()
+        deleted = connection.execute("DELETE FROM messages WHERE written_at < ?", (cutoff,)).rowcount
         # The newest messages whose sizes add up to at most max_bytes stay, and every older one is deleted.
         row = connection.execute(
             "SELECT MAX(sequence) FROM (SELECT sequence, SUM(size_bytes) OVER (ORDER BY sequence DESC) AS newer "
@@ -176,6 +189,9 @@ class Outbox(OutboxReader):
         ).fetchone()
         if row[0] is not None:
             deleted += connection.execute("DELETE FROM messages WHERE sequence <= ?", (row[0],)).rowcount
+            expired_through = max(expired_through or 0, row[0])
+        if expired_through is not None and expired_through > self.expired_through():
+            self._set_state(_EXPIRED_KEY, expired_through)
         self.stored_messages -= deleted
         if deleted:
             log.info("outbox %s: deleted %d message(s) older than %g s or beyond %d bytes", self.path, deleted,

@@ -3,7 +3,7 @@
 Request, one frame from a DEALER socket: JSON `{"from": N, "to": M}`, where `to` is optional.
 Reply, one multipart message per stored message with `from <= sequence <= to`: `[topic, header, images...]`,
 exactly as first sent, then `[b"replay.end", JSON {"from", "to", "count", "oldest_available",
-"newest_available"}]`. A bad request gets `[b"replay.error", JSON {"error": ...}]`. The ROUTER socket
+"newest_available", "expired_through"}]`. A bad request gets `[b"replay.error", JSON {"error": ...}]`. The ROUTER socket
 adds the peer identity in front of each reply, and the DEALER socket removes it.
 """
 
@@ -167,9 +167,10 @@ class ReplayServer:
             # Read the bounds first: messages are stored in sequence order, so every stored message up to
             # newest_available is already in the file and in the reply when the range covers it.
             oldest, newest = reader.oldest_sequence(), reader.last_sequence() or None
+            expired_through = reader.expired_through()
             count = self._send_range(socket, reader, frames[0], requested)
             end = {"from": requested.first, "to": requested.last, "count": count, "oldest_available": oldest,
-                   "newest_available": newest}
+                   "newest_available": newest, "expired_through": expired_through}
         except sqlite3.Error as error:
             log.error("replay of %d..%d failed reading the outbox %s: %s", requested.first, requested.last,
                       self.outbox_path, error)
@@ -197,6 +198,18 @@ class ReplayEnd:
     count: int
     oldest_available: int | None
     newest_available: int | None
+    # The highest sequence that the outbox's retention deleted; 0 when nothing expired. None from daemons
+    # that do not send it, where any missing sequence may have expired.
+    expired_through: int | None = None
+
+    def expired_before(self, first: int) -> int | None:
+        """Return the last sequence from `first` on that expired before the oldest stored one, or None."""
+        if self.oldest_available is None or self.oldest_available <= first:
+            return None
+        last_missing = self.oldest_available - 1
+        if self.expired_through is not None:
+            last_missing = min(last_missing, self.expired_through)
+        return last_missing if last_missing >= first else None
 
 
 def request_replay(endpoint: str, first: int, last: int | None, timeout_s: float,
@@ -221,7 +234,7 @@ def request_replay(endpoint: str, first: int, last: int | None, timeout_s: float
             if topic == TOPIC_END:
                 end = json.loads(rest[0].decode("utf-8"))
                 yield ReplayEnd(end["from"], end["to"], end["count"], end["oldest_available"],
-                                end.get("newest_available"))
+                                end.get("newest_available"), end.get("expired_through"))
                 return
             if topic == TOPIC_ERROR:
                 raise ReplayError(f"replay endpoint {endpoint} rejected {request}: "
@@ -300,9 +313,10 @@ def _matches_topics(message: FeedMessage, topics: list[str]) -> bool:
 
 
 def _warn_if_expired(first: int, end: ReplayEnd) -> None:
-    if end.oldest_available is not None and end.oldest_available > first:
-        log.warning("messages %d..%d are no longer in the outbox; the replay starts at %d", first,
-                    end.oldest_available - 1, end.oldest_available)
+    expired = end.expired_before(first)
+    if expired is not None:
+        log.warning("messages %d..%d are no longer in the outbox; the replay starts at %d", first, expired,
+                    end.oldest_available)
 
 
 def _fill_gap(endpoint: str, first: int, last: int, context: zmq.Context) -> Iterator[FeedMessage]:

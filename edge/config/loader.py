@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from edge.config.errors import ConfigError, issue, issues_from_validation
+from edge.config.errors import ConfigError, ConfigIssue, issue, issues_from_validation
 from edge.config.pipeline import PipelineConfig
 from edge.config.site import SiteConfig, duplicate_id_message, first_duplicate_id
 
@@ -80,21 +80,50 @@ def load_site(path: str | Path) -> SiteConfig:
 
 
 def validate_site(data: dict, path: Path) -> SiteConfig:
-    """Validate the parsed site config `data` read from `path`; raise ConfigError listing every invalid field."""
+    """Validate the parsed site config `data` read from `path`; raise ConfigError listing every invalid field.
+
+    The checks on the raw data run whether or not the schema accepts the file, so that one run of
+    check-config lists every error. Pydantic checks the camera list as a whole, for duplicate ids,
+    only when every camera is valid, so a duplicate is also looked for in the raw data.
+    """
+    raw_issues = _database_path_issues(data, path)
     try:
-        return validate(SiteConfig, data, path)
+        site = validate(SiteConfig, data, path)
     except ConfigError as error:
-        # Pydantic checks the camera list as a whole only when every camera is valid, so a duplicate id
-        # would show up only after the other errors are fixed. Report it in the same run.
-        cameras = data.get("cameras")
-        if not isinstance(cameras, list):
-            cameras = []
-        ids = [camera.get("id") for camera in cameras if isinstance(camera, dict)]
-        duplicate = first_duplicate_id([camera_id for camera_id in ids if isinstance(camera_id, str)])
+        issues = error.issues + raw_issues
+        duplicate = first_duplicate_id(_raw_camera_ids(data))
         message = duplicate_id_message(duplicate) if duplicate is not None else None
-        if message is not None and all(item.message != message for item in error.issues):
-            error.issues.append(issue(path, "cameras", message))
-        raise ConfigError(error.issues) from None
+        if message is not None and all(item.message != message for item in issues):
+            issues.append(issue(path, "cameras", message))
+        raise ConfigError(issues) from None
+    if raw_issues:
+        raise ConfigError(raw_issues)
+    return site
+
+
+def _raw_camera_ids(data: dict) -> list[str]:
+    cameras = data.get("cameras")
+    if not isinstance(cameras, list):
+        return []
+    ids = [camera.get("id") for camera in cameras if isinstance(camera, dict)]
+    return [camera_id for camera_id in ids if isinstance(camera_id, str)]
+
+
+# SQLite files of the site config that the daemon creates when missing, with an example path for each.
+DATABASE_FIELDS = (("publisher", "outbox_path", "data/outbox.sqlite"), (None, "watchlist_db", "data/watchlists.sqlite"))
+
+
+def _database_path_issues(data: dict, path: Path) -> list[ConfigIssue]:
+    """Return an issue for each database path that names a directory, relative to the config file's folder."""
+    issues = []
+    for section, field, example in DATABASE_FIELDS:
+        table = data.get(section) if section else data
+        value = table.get(field) if isinstance(table, dict) else None
+        if isinstance(value, str) and value and (path.parent / value).is_dir():
+            field_path = f"{section}.{field}" if section else field
+            issues.append(issue(path, field_path, f"is a directory; give the path of an SQLite file, such as "
+                                f"{example}, which the daemon creates when it is missing", value))
+    return issues
 
 
 def pipeline_dir_for(site: SiteConfig, site_path: Path) -> Path:

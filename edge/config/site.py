@@ -121,8 +121,8 @@ class CameraConfig(StrictModel):
     def _check_source_scheme(cls, source: str) -> str:
         # Registered before any check, so that the error messages below and every later log line hide them.
         register_secrets(source)
-        if re.match(r"^rtsps?:/(?!/)", source, re.IGNORECASE):
-            raise ValueError("the URL has one slash after the scheme; write rtsp:// with two slashes")
+        if re.match(r"^rtsps?:(?!//)", source, re.IGNORECASE):
+            raise ValueError("the URL needs two slashes after the scheme; write rtsp://")
         scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
         if scheme and not source.lower().startswith(RTSP_SCHEMES):
             raise ValueError(

@@ -19,7 +19,8 @@ _SECRET_PARAMETER = re.compile(
     r"(?P<name>[/?&;](?:password|passwd|pass|pwd|psw|token|access_token)=)[^&;/?#\s'\",)]+", re.IGNORECASE)
 _SECRET_VALUE = re.compile(
     r"[/?&;](?:password|passwd|pass|pwd|psw|token|access_token)=(?P<value>[^&;/?#]+)", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/+(?P<userinfo>[^\n]*)@")
+# Also without slashes, because a configured source such as rtsp:user:pw@host is a typo, not a file path.
+_URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*(?P<userinfo>[^\n]*)@")
 # Secrets of the configured camera sources, hidden literally wherever they appear. Shorter ones are left to
 # the patterns, because hiding every "1" of a password "1" would garble camera ids and numbers.
 MIN_REGISTERED_SECRET_CHARS = 4

@@ -93,10 +93,20 @@ def run_watchlist_command(args: argparse.Namespace) -> int:
               "EDGE_DATA_DIR", file=sys.stderr)
         return 2
     created = not path.exists()
+    code = _run_on_database(args, path)
+    if created and path.exists():
+        if code == 0:
+            _print_created_notice(path)
+        else:
+            # A rejected change leaves no empty database behind for the next command to pick up.
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+    return code
+
+
+def _run_on_database(args: argparse.Namespace, path: Path) -> int:
     try:
         store = WatchlistStore(path)
-        if created:
-            _print_created_notice(store.path)
         if args.watchlist_command == "audit":
             return _print_audit(store.audit_log(args.limit), args.json)
         if args.watchlist_command == "faces":
@@ -123,7 +133,7 @@ def run_watchlist_command(args: argparse.Namespace) -> int:
 
 def _print_created_notice(path: Path) -> None:
     # A command run from the wrong folder would otherwise change a database that no daemon reads.
-    print(f"notice: created a new, empty watchlist database at {path.resolve()}; the daemon reads the watchlist_db "
+    print(f"notice: created a new watchlist database at {path.resolve()}; the daemon reads the watchlist_db "
           "of its site config, relative to the config file's folder, so pass --db PATH to change that database",
           file=sys.stderr)
 

@@ -132,10 +132,11 @@ def validate_max_edits(max_edits: object, pattern: str) -> int:
     plain_count = sum(1 for c in pattern if c not in (ANY_RUN, ANY_ONE))
     needed = MIN_MATCHED_CHARACTERS + max_edits
     if plain_count < needed:
+        fix = f"give at least {needed} plate characters" + (" or lower max_edits" if max_edits else "")
         raise InvalidEntryError(
             f"invalid plate pattern '{pattern}' with max_edits {max_edits}: it has {plain_count} characters "
-            f"other than '*' and '?', so it would alert on far too many plates; give at least {needed} plate "
-            "characters or lower max_edits", "reject_too_broad", needed=needed, max_edits=max_edits
+            f"other than '*' and '?', so it would alert on far too many plates; {fix}",
+            "reject_too_broad_edits" if max_edits else "reject_too_broad", needed=needed, max_edits=max_edits
         )
     return max_edits
 

@@ -417,9 +417,10 @@ class _SourceWorker:
                 raise _ReplayFailed(_PendingRange(pending.publisher_id, first, pending.last), error) from error
             if end is None:
                 break
-            if end.oldest_available is not None and end.oldest_available > first:
+            expired = end.expired_before(first)
+            if expired is not None:
                 log.warning("intake of %s: %s sequences %d..%d are no longer in the outbox of %s", self.source.endpoint,
-                            pending.publisher_id, first, min(end.oldest_available - 1, pending.last), endpoint)
+                            pending.publisher_id, first, min(expired, pending.last), endpoint)
             if end.newest_available is None or end.newest_available <= last:
                 break
             # Skip requests for ranges that the outbox no longer holds.

@@ -85,8 +85,10 @@ def test_retention_by_age(tmp_path):
     clock.now += 61
     outbox.write(4, "hit.face", b"{}", [b"x"])
 
+    assert outbox.expired_through() == 0
     assert outbox.apply_retention() == 3
     assert [m.sequence for m in outbox.read_range(0, 100, 100)] == [4]
+    assert outbox.expired_through() == 3
     outbox.close()
 
 
@@ -99,6 +101,7 @@ def test_retention_by_size_keeps_newest(tmp_path):
 
     assert outbox.apply_retention() == 2
     assert [m.sequence for m in outbox.read_range(0, 100, 100)] == [3, 4, 5]
+    assert outbox.expired_through() == 2
     outbox.close()
 
 
@@ -120,6 +123,7 @@ def test_retention_at_open(tmp_path):
     clock.now += 120
     reopened = open_outbox(tmp_path, max_age_s=60, clock=clock)
     assert reopened.oldest_sequence() is None
+    assert reopened.expired_through() == 1
     reopened.close()
 
 

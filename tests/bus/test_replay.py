@@ -12,7 +12,7 @@ import zmq
 
 from edge.bus.outbox import Outbox
 from edge.bus.publisher import OutboxSettings, Publisher, PublisherError
-from edge.bus.replay import MAX_RANGE, ReplayServer, subscribe_from
+from edge.bus.replay import MAX_RANGE, ReplayEnd, ReplayServer, subscribe_from
 from edge.bus.schema import encode_header
 from tests.conftest import edge_command, free_port, wait_until
 
@@ -112,7 +112,7 @@ def test_replay_of_empty_range(publisher):
     replies = request(publisher.outbox_settings.replay_endpoint, b'{"from": 100, "to": 200}')
     assert len(replies) == 1
     assert json.loads(replies[0][1]) == {"from": 100, "to": 200, "count": 0, "oldest_available": None,
-                                         "newest_available": None}
+                                         "newest_available": None, "expired_through": 0}
 
 
 @pytest.mark.parametrize("payload, error", [
@@ -236,3 +236,17 @@ def test_subscribe_cli_from_seq_replays_then_follows(publisher, tmp_path):
     sequences = [record["sequence"] for record in records]
     assert sequences == sorted(set(sequences))
     assert records[0]["jpeg_bytes"] == [3]
+
+
+@pytest.mark.parametrize("oldest, expired_through, expected", [
+    (10, 0, None),  # sequences 1..9 were det or health, never stored
+    (10, 4, 4),
+    (10, 30, 9),
+    (10, None, 9),  # a daemon that does not report expiry: any gap may have expired
+    (1, 0, None),
+    (None, 0, None),
+])
+def test_expired_part_of_gap(oldest, expired_through, expected):
+    end = ReplayEnd(1, 20, 0, oldest, 20, expired_through)
+
+    assert end.expired_before(1) == expected

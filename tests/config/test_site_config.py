@@ -344,3 +344,15 @@ def test_duplicate_id_reported_with_other_errors(tmp_path):
     messages = [problem.message for problem in caught.value.issues]
     assert any("greater than 0" in message for message in messages)
     assert "camera id 'cam-1' appears more than once; each camera needs its own id" in messages
+
+
+def test_directory_as_database_reported_with_other_errors(tmp_path):
+    (tmp_path / "data").mkdir()
+    text = 'watchlist_db = "data"\n' + VALID_CAMERA + VALID_CAMERA
+
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, text))
+
+    messages = {problem.field_path: problem.message for problem in caught.value.issues}
+    assert "appears more than once" in messages["cameras"]
+    assert "such as data/watchlists.sqlite" in messages["watchlist_db"]

@@ -58,7 +58,8 @@ def test_filter_scrubs_log_record():
 @pytest.mark.parametrize(("source", "shown"), [
     ("rtsp://admin:Pw 0rdXyz@127.0.0.1:19555/gate", "percent-encode it"),
     ("rtsp://admin:pa'ss@127.0.0.1/gate", "percent-encode it"),
-    ("rtsp:/admin:Pw0rdXyz@127.0.0.1/x", "write rtsp:// with two slashes"),
+    ("rtsp:/admin:Pw0rdXyz@127.0.0.1/x", "needs two slashes after the scheme"),
+    ("rtsp:admin:Pw0rdXyz@127.0.0.1/x", "needs two slashes after the scheme"),
     ("rtsp://admin:Pw0rdXyz@/x", "the URL has no host"),
 ])
 def test_bad_rtsp_url_rejected_without_password(tmp_path, source, shown):

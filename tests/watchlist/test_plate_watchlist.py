@@ -754,13 +754,25 @@ def test_cli_new_database_notice(tmp_path):
     db = tmp_path / "new" / "watchlists.sqlite"
     first = run_cli("plates", "add", "苏B12345", "--reason", "case 1", "--list", "stolen", "--db", str(db))
     assert first.returncode == 0, first.stderr
-    assert f"created a new, empty watchlist database at {db}" in first.stderr
+    assert f"created a new watchlist database at {db}" in first.stderr
     assert "--db PATH" in first.stderr
     assert db.is_file()
 
     second = run_cli("plates", "add", "苏B12346", "--reason", "case 2", "--list", "stolen", "--db", str(db))
     assert second.returncode == 0, second.stderr
     assert "created a new" not in second.stderr
+
+
+@pytest.mark.parametrize("command", [("plates", "add", "苏*", "--reason", "r", "--list", "l"),
+                                     ("faces", "add", "", "photo.jpg", "--reason", "r", "--list", "l")])
+def test_rejected_change_leaves_no_database(tmp_path, command):
+    db = tmp_path / "watchlists.sqlite"
+
+    result = run_cli(*command, "--db", str(db))
+
+    assert result.returncode == 1
+    assert "created a new" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("command", [("plates", "list"), ("audit",), ("faces", "list")])

@@ -122,7 +122,8 @@ async def test_remove_whole_list(admin):
     ({"pattern": "京京京京京京京", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
     ({"pattern": "苏BO1234", "list_name": "l", "reason": "r", "max_edits": "0"}, "字母 I 和 O，按车牌格式，第 3 位的字符会被改正，这块车牌会被识别并输出为 苏B01234"),
     ({"pattern": "B*123", "list_name": "l", "reason": "r", "max_edits": "0"}, "车牌以省份简称"),
-    ({"pattern": "苏*", "list_name": "l", "reason": "r", "max_edits": "0"}, "会对大量车牌告警：容错字符数为 0 时至少需要 4 个车牌字符"),
+    ({"pattern": "苏*", "list_name": "l", "reason": "r", "max_edits": "0"}, "会对大量车牌告警：至少需要 4 个车牌字符，请多给几个字符。"),
+    ({"pattern": "苏A12*", "list_name": "l", "reason": "r", "max_edits": "1"}, "容错字符数为 1 时至少需要 5 个车牌字符"),
     ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "x"}, "容错字符数必须是 0、1 或 2"),
     ({"pattern": "京A12345", "list_name": "l", "reason": "r", "max_edits": "7"}, "容错字符数 7 无效：必须是 0、1 或 2。"),
 ])
