@@ -15,6 +15,7 @@ import numpy as np
 
 from edge.models.manifest import AssetError, Manifest, load_manifest, model_dirs, resolve_file
 from edge.plates.detector import PlateDetector, PlateDetectorError
+from edge.plates.grammar import check_plate
 from edge.plates.recognizer import PlateRecognizer, PlateRecognizerError
 from edge.core.regions import Region
 from edge.plates.stage import PlateStage
@@ -142,6 +143,13 @@ def _check_label_row(row: dict, first_line: dict[str, int], images_dir: Path | N
                 f"row, separated by '{LABEL_SEPARATOR}'")
     if images_dir is not None and not (images_dir / file_name).is_file():
         return f"image {file_name} not found in {images_dir}; fix the file name or remove the row"
+    for label in (part.strip() for part in plate.split(LABEL_SEPARATOR) if part.strip()):
+        # Reads are published only when they pass the grammar, so a label that fails it could never match.
+        check = check_plate(label)
+        if not check.valid:
+            return f"label '{label}' for {file_name} is not a mainland plate ({check.reason}); fix the label"
+        if check.text != label:
+            return f"label '{label}' for {file_name} is published as '{check.text}'; write the label that way"
     return None
 
 

@@ -38,8 +38,8 @@ def test_bench_missing_label_column(tmp_path):
 @pytest.mark.parametrize(("labels_bytes", "extra", "expected"), [
     (b"file,plate\n", [], "has a header but no rows"),
     (b"file,plate\n\xb6\xa9.jpg,x\n", [], "is not UTF-8"),
-    (b"file,plate\na.jpg,x\n", ["--recognizer", "yolox_nano_416"], "plate recognition supports"),
-    (b"file,plate\na.jpg,x\n", ["--detector", "yunet_s_640"], "plate detection supports"),
+    (b"file,plate\na.jpg,\xe8\x8b\x8fA12345\n", ["--recognizer", "yolox_nano_416"], "plate recognition supports"),
+    (b"file,plate\na.jpg,\xe8\x8b\x8fA12345\n", ["--detector", "yunet_s_640"], "plate detection supports"),
 ], ids=["header-only", "gbk", "recognizer-family", "detector-family"])
 def test_bench_bad_input_explained(tmp_path, labels_bytes, extra, expected):
     labels = tmp_path / "labels.csv"
@@ -61,7 +61,7 @@ def test_bench_images_not_a_folder(tmp_path):
 
 def test_bench_reports_every_bad_row(tmp_path):
     """Short rows, empty labels, repeated files and missing images are all listed, each with its line."""
-    for name in ("a.jpg", "b.jpg", "c.jpg"):
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
         (tmp_path / name).write_bytes(b"x")
     labels = tmp_path / "labels.csv"
     labels.write_text("file,plate,plate_color\n"
@@ -70,17 +70,21 @@ def test_bench_reports_every_bad_row(tmp_path):
                       "c.jpg,,blue\n"
                       "a.jpg,苏A54321,blue\n"
                       "gone.jpg,苏A11111,blue\n"
-                      "c.jpg, ; ,blue\n", encoding="utf-8")
+                      "c.jpg, ; ,blue\n"
+                      "d.jpg,NOTAPLATE,blue\n"
+                      "d.jpg,苏AO1234,blue\n", encoding="utf-8")
     result = subprocess.run([*edge_command(), "bench", "plates", "--images", str(tmp_path), "--labels", str(labels)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "5 invalid row(s)" in result.stderr
+    assert "7 invalid row(s)" in result.stderr
     assert f"{labels}:3: too few columns" in result.stderr
     assert f"{labels}:4: empty plate label for c.jpg" in result.stderr
     assert f"{labels}:5: a.jpg is already labelled on line 2" in result.stderr
     assert f"{labels}:6: image gone.jpg not found in {tmp_path}" in result.stderr
     assert f"{labels}:7: empty plate label for c.jpg" in result.stderr
+    assert f"{labels}:8: label 'NOTAPLATE' for d.jpg is not a mainland plate" in result.stderr
+    assert f"{labels}:9: label '苏AO1234' for d.jpg is published as '苏A01234'" in result.stderr
     # The images are checked before OpenCV opens any of them, so it prints no warning of its own.
     assert "WARN" not in result.stderr
 
