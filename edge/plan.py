@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config import ConfigError, ConfigIssue, PipelineConfig, SiteConfig, load_pipeline
 from edge.config.errors import issue
-from edge.config.loader import pipeline_dir_for, read_toml, validate_site
-from edge.config.site import RTSP_SCHEMES
+from edge.config.loader import DEFAULT_PIPELINE_DIR, pipeline_dir_for, read_toml, validate_site
+from edge.config.site import DEFAULT_PIPELINE, PIPELINE_NAME_PATTERN, RTSP_SCHEMES
 from edge.ingest.reader import resolve_source
 from edge.models.manifest import AssetError, ModelEntry, load_manifest, media_dirs, model_dirs, resolve_file
 from edge.faces.detector import FACE_DETECTOR_FAMILIES
@@ -79,10 +80,36 @@ def load_site_with_overrides(site_path: Path, overrides: dict[str, str]) -> Site
     return validate_site(data, site_path)
 
 
+def raw_pipeline_issues(site_path: Path) -> list[ConfigIssue]:
+    """Return the errors of the pipeline files that the site file names, read without validating the site."""
+    try:
+        data = read_toml(site_path)
+    except ConfigError:
+        return []
+    folder = data.get("pipeline_dir")
+    pipeline_dir = (site_path.parent / folder).resolve() if isinstance(folder, str) else DEFAULT_PIPELINE_DIR
+    cameras = data.get("cameras")
+    if not isinstance(cameras, list):
+        cameras = []
+    names = {camera.get("pipeline", DEFAULT_PIPELINE) for camera in cameras if isinstance(camera, dict)}
+    issues: list[ConfigIssue] = []
+    for name in sorted(name for name in names if isinstance(name, str) and re.match(PIPELINE_NAME_PATTERN, name)):
+        if (pipeline_dir / f"{name}.toml").is_file():
+            try:
+                load_pipeline(name, pipeline_dir)
+            except ConfigError as error:
+                issues.extend(error.issues)
+    return issues
+
+
 def build_plan(site_path: str | Path, overrides: dict[str, str] | None = None) -> RunPlan:
     """Validate the site file and everything it refers to; raise ConfigError listing every problem."""
     site_path = Path(site_path)
-    site = load_site_with_overrides(site_path, overrides or {})
+    try:
+        site = load_site_with_overrides(site_path, overrides or {})
+    except ConfigError as error:
+        # The pipeline files are checked too, so that one run lists their errors beside the site's.
+        raise ConfigError(error.issues + raw_pipeline_issues(site_path)) from None
     issues: list[ConfigIssue] = []
     manifest = load_manifest()
     pipeline_dir = pipeline_dir_for(site, site_path)

@@ -26,6 +26,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+DEFAULT_PIPELINE = "detect"
+# Pipeline names are file names without '.toml', so they cannot reach outside the pipelines folder.
+PIPELINE_NAME_PATTERN = r"^[a-z0-9_-]+$"
+
+
 class CameraConfig(StrictModel):
     """One camera stream, or one video file replayed as a camera."""
 
@@ -40,8 +45,8 @@ class CameraConfig(StrictModel):
         "the config file, then in the media directories.",
     )
     pipeline: str = Field(
-        default="detect",
-        pattern=r"^[a-z0-9_-]+$",
+        default=DEFAULT_PIPELINE,
+        pattern=PIPELINE_NAME_PATTERN,
         description="Name of a pipeline file in the pipelines directory, without '.toml'.",
     )
     max_fps: float = Field(

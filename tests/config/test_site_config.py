@@ -356,3 +356,17 @@ def test_directory_as_database_reported_with_other_errors(tmp_path):
     messages = {problem.field_path: problem.message for problem in caught.value.issues}
     assert "appears more than once" in messages["cameras"]
     assert "such as data/watchlists.sqlite" in messages["watchlist_db"]
+
+
+def test_pipeline_errors_reported_with_site_errors(tmp_path):
+    pipelines = tmp_path / "pipes"
+    pipelines.mkdir()
+    write(pipelines, '[detect]\nmodel = "yolox_nano_416"\nbogus = 1\n', "lpr.toml")
+    text = 'pipeline_dir = "pipes"\n' + VALID_CAMERA + 'pipeline = "lpr"\nmax_fps = 0\n'
+
+    with pytest.raises(ConfigError) as caught:
+        build_plan(write(tmp_path, text))
+
+    field_paths = [problem.field_path for problem in caught.value.issues]
+    assert "cameras[0].max_fps" in field_paths
+    assert "detect.bogus" in field_paths
