@@ -184,6 +184,29 @@ async def test_audit_page_shows_rows(aiohttp_client, tmp_path, clock):
     assert "10.0.0.5" in text
 
 
+@pytest.mark.parametrize("language, shown", [
+    ("zh-CN", "检索条件：{&#34;plate&#34;: &#34;粤B12345&#34;}；结果数：2；unlisted：x"),
+    ("en", "search: {&#34;plate&#34;: &#34;粤B12345&#34;}; results: 2; unlisted: x"),
+])
+async def test_audit_detail_labelled_in_page_language(aiohttp_client, tmp_path, clock, language, shown):
+    client, audit_log = await admin_client(aiohttp_client, tmp_path, clock)
+    audit_log.record("alice", "search", None, {"query": {"plate": "粤B12345"}, "results": 2, "unlisted": "x"})
+    client.session.cookie_jar.update_cookies({"lang": language})
+
+    text = await (await client.get("/audit")).text()
+
+    assert f"<code>{shown}</code>" in text
+
+
+def test_every_detail_field_has_a_label():
+    from edge.web.i18n import Catalogues
+    from edge.web.routes_auth import AUDIT_DETAIL_FIELDS
+
+    for language, messages in Catalogues.load().messages.items():
+        missing = [field for field in AUDIT_DETAIL_FIELDS if f"audit.fields.{field}" not in messages]
+        assert missing == [], f"{language} lacks labels for {missing}"
+
+
 async def test_audit_page_filters(aiohttp_client, tmp_path, clock):
     client, audit_log = await admin_client(aiohttp_client, tmp_path, clock)
     audit_log.record("alice", "search", None, {})
