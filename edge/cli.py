@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--all", action="store_true", help="also fail when an entry's file is missing")
     fetch = models_commands.add_parser("fetch", help="download entries into models/ and media/")
     fetch.add_argument("names", nargs="*", help="entry names (default: every entry with a download address)")
-    fetch.add_argument("--dir", type=Path, default=None, help="target folder (default: ./models or ./media)")
+    fetch.add_argument("--dir", type=Path, default=None, help="target folder (default: $EDGE_MODEL_DIR or $EDGE_MEDIA_DIR when set, else ./models or ./media)")
     models.set_defaults(handler=cmd_models)
 
     from edge.plates.bench import add_bench_parser

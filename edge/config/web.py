@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,6 +11,8 @@ from pydantic import Field, field_validator
 from edge.config.site import StrictModel
 
 LANGUAGES = ("zh-CN", "en")
+# The data folder beside the config file when neither data_dir nor EDGE_DATA_DIR is set.
+DEFAULT_DATA_DIR = "web-data"
 ZMQ_ENDPOINT_PATTERN = r"^(tcp|ipc)://.+$"
 
 
@@ -53,9 +56,12 @@ class WebConfig(StrictModel):
         description="Address to listen on; keep 127.0.0.1 behind a TLS reverse proxy on shared networks.",
     )
     listen_port: int = Field(default=8080, ge=1, le=65535)
-    data_dir: str = Field(
-        default="web-data",
-        description="Folder for the database and snapshot files; a relative path is taken beside the config file.",
+    data_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Folder for the database and snapshot files; a relative path is taken beside the config file. "
+        "When unset, $EDGE_DATA_DIR (which the systemd unit sets to /var/lib/edge-web), else web-data beside "
+        "the config file.",
     )
     feeds: list[FeedSource] = Field(default_factory=list, description="Daemon feeds to store and show.")
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
@@ -105,5 +111,7 @@ class WebConfig(StrictModel):
         return tokens
 
     def data_path(self, config_dir: Path) -> Path:
-        path = Path(self.data_dir)
+        if self.data_dir is None and os.environ.get("EDGE_DATA_DIR"):
+            return Path(os.environ["EDGE_DATA_DIR"]).resolve()
+        path = Path(self.data_dir or DEFAULT_DATA_DIR)
         return path if path.is_absolute() else (config_dir / path).resolve()

@@ -14,6 +14,11 @@ def _search_dirs(is_media: bool) -> list[Path]:
     return media_dirs() if is_media else model_dirs()
 
 
+def default_fetch_dir(is_media: bool) -> Path:
+    """Return the first folder that the daemon searches: of EDGE_MODEL_DIR or EDGE_MEDIA_DIR when set, else ./models or ./media."""
+    return _search_dirs(is_media)[0]
+
+
 def run_models_command(args: argparse.Namespace) -> int:
     manifest = load_manifest()
     rows = [(entry, False) for entry in manifest.models.values()] + [(e, True) for e in manifest.media.values()]
@@ -33,7 +38,9 @@ def run_models_command(args: argparse.Namespace) -> int:
                 missing += 1
                 if args.all:
                     failures += 1
-                    print(f"MISSING {entry.name}: {entry.file}; run `edge models fetch {entry.name}`")
+                    fix = (f"run `edge models fetch {entry.name}`" if entry.url
+                           else f"it has no download address ({entry.licence}); copy it into a model folder by hand")
+                    print(f"MISSING {entry.name}: {entry.file}; {fix}")
                 continue
             checked += 1
             try:
@@ -53,7 +60,7 @@ def run_models_command(args: argparse.Namespace) -> int:
         try:
             entry = manifest.entry(name)
             is_media = name in manifest.media
-            target = args.dir or Path.cwd() / ("media" if is_media else "models")
+            target = args.dir or default_fetch_dir(is_media)
             existing = find_file(entry.file, entry.task, [target])
             if existing is not None:
                 verify_file(entry, existing)

