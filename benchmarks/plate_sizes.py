@@ -53,9 +53,10 @@ def main() -> int:
     if not render_plate.font_available():
         print(f"error: {render_plate.FONT_MISSING_REASON}", file=sys.stderr)
         return 2
-    too_large = [size for size in args.sizes if size * 440 + 40 > rendered.SCENE_SIZE[0]]
-    if too_large:
-        print(f"error: sizes {too_large} do not fit the 800 px scene; use at most 1.7 px/mm", file=sys.stderr)
+    bad = [size for size in args.sizes if not 0.05 <= size <= 1.7]  # NaN fails every comparison too
+    if bad:
+        print(f"error: sizes {bad} are outside 0.05 to 1.7 px/mm: smaller plates have no pixels to read, and "
+              "larger ones do not fit the 800 px scene", file=sys.stderr)
         return 2
 
     stage = rendered.build_stage()

@@ -159,9 +159,20 @@ def run_bench(args: argparse.Namespace) -> dict:
                      "intra_op_threads": layout.intra_op_threads, "provider_used": workers[0].provider,
                      "capacity_fps": round(capacity_fps, 1), "capacity_measured_s": calibration_s},
         "loads": [asdict(result) for result in results],
-        "p99_overload_over_nominal": [round(r.latency_p99_ms / max(results[0].latency_p99_ms, 1e-3), 2)
-                                      for r in results[1:]],
+        "p99_overload_over_nominal": p99_ratios(results),
     }
+
+
+def p99_ratios(results: list[LoadResult]) -> list[float | None]:
+    """Return each overload's p99 latency over the nominal load's, the first result.
+
+    A load that published nothing has no latency, so its ratio, or every ratio when the nominal load
+    published nothing, is None.
+    """
+    nominal = results[0]
+    return [round(result.latency_p99_ms / nominal.latency_p99_ms, 2)
+            if nominal.frames_published and result.frames_published and nominal.latency_p99_ms > 0 else None
+            for result in results[1:]]
 
 
 def format_report(report: dict) -> str:
@@ -189,8 +200,12 @@ def format_report(report: dict) -> str:
     for load in report["loads"]:
         per_camera = ", ".join(f"{camera} {count}" for camera, count in load["dropped_per_camera"].items())
         lines.append(f"dropped at {load['label']}: {per_camera}")
-    ratios = ", ".join(f"{value:.2f}" for value in report["p99_overload_over_nominal"])
-    lines.append(f"p99 at overload / p99 at nominal: {ratios}")
+    values = report["p99_overload_over_nominal"]
+    if None in values:
+        lines.append("p99 at overload / p99 at nominal: not measured, because a load published no frames; "
+                     "use a longer --seconds")
+    else:
+        lines.append(f"p99 at overload / p99 at nominal: {', '.join(f'{value:.2f}' for value in values)}")
     return "\n".join(lines)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
+from dataclasses import replace
+
+from edge.runtime.bench_latency import LoadResult, format_report, p99_ratios
 from tests.conftest import edge_command
 
 
@@ -54,3 +57,18 @@ def test_bench_latency_rejects_invalid_rate():
                                timeout=60)
     assert completed.returncode == 2
     assert "outside 0 to 1000 frames per second" in completed.stderr
+
+
+def test_latency_ratio_needs_published_frames():
+    nominal = LoadResult("nominal", 2, 10.0, 20.0, frames_published=10, latency_p99_ms=20.0)
+    overload = LoadResult("2x capacity", 2, 40.0, 80.0, frames_published=30, latency_p99_ms=50.0)
+    empty = replace(nominal, frames_published=0, latency_p99_ms=0.0)
+
+    assert p99_ratios([nominal, overload]) == [2.5]
+    assert p99_ratios([empty, overload]) == [None]
+    assert p99_ratios([nominal, replace(overload, frames_published=0)]) == [None]
+    settings = {"cameras": 2, "batch": 1, "max_wait_ms": 20, "inference_workers": 2, "intra_op_threads": 1,
+                "provider_used": "CPUExecutionProvider", "seconds": 0.01, "capacity_fps": 140.0,
+                "capacity_measured_s": 0.01}
+    report = {"machine": {}, "settings": settings, "loads": [], "p99_overload_over_nominal": [None]}
+    assert "p99 at overload / p99 at nominal: not measured" in format_report(report)
