@@ -174,6 +174,23 @@ def render_metrics(health: dict, inference: InferenceStats | None = None,
         family(f"edge_pipeline_{gauge}", "gauge", f"Inference {gauge.replace('_', ' ')} since start.",
                [(f'{{pipeline="{_label(name)}"}}', p[gauge]) for name, p in pipelines.items()])
 
+    plates = health.get("plates") or {}
+    for counter, help_text in (("plates_published", "plate messages handed to the publisher queue."),
+                               ("hits_published", "hit.plate messages handed to the publisher queue.")):
+        family(f"edge_plates_{counter}_total", "counter", f"Per plate pipeline: {help_text}",
+               [(f'{{pipeline="{_label(name)}"}}', counts[counter])
+                for name, counts in plates.get("pipelines", {}).items() if counter in counts])
+    if plates.get("watchlist_version") is not None:
+        family("edge_plates_watchlist_version", "gauge", "Change counter of the watchlist that plates are matched "
+               "against.", [("", plates["watchlist_version"])])
+    faces = health.get("faces") or {}
+    if "hits_published" in faces:
+        family("edge_faces_hits_published_total", "counter", "hit.face messages handed to the publisher queue.",
+               [("", faces["hits_published"])])
+    if "gallery_persons" in faces:
+        family("edge_faces_gallery_persons", "gauge", "Enrolled persons that faces are matched against.",
+               [("", faces["gallery_persons"])])
+
     publisher = health.get("publisher", {})
     for counter, help_text in PUBLISHER_COUNTERS.items():
         if counter in publisher:

@@ -172,3 +172,17 @@ def test_busy_metrics_port_does_not_stop_daemon(tmp_path):
         holder.close()
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"metrics endpoint not started: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_plate_and_face_counters_rendered():
+    health = {**HEALTH, "plates": {"pipelines": {"plates": {"plates_published": 7, "hits_published": 2}},
+                                   "watchlist_version": 4},
+              "faces": {"hits_published": 1, "gallery_persons": 3}}
+
+    text = render_metrics(health)
+
+    assert 'edge_plates_plates_published_total{pipeline="plates"} 7' in text
+    assert 'edge_plates_hits_published_total{pipeline="plates"} 2' in text
+    assert "edge_plates_watchlist_version 4" in text
+    assert "edge_faces_hits_published_total 1" in text
+    assert "edge_faces_gallery_persons 3" in text
