@@ -11,20 +11,23 @@ import threading
 # '@', '/' and spaces in them. It also covers a scheme typed with one slash, such as rtsp:/admin:pw@host.
 # Text up to that '@' is hidden even when it is not user info, which costs a little context at most.
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*:/+)(?:(?!\b[A-Za-z][A-Za-z0-9+.-]*:/)[^\n])*@")
-# Matches the value of a password or token parameter in a URL's path or query. Many NVRs and cameras take
-# credentials there instead, such as rtsp://10.1.2.3/user=admin&password=secret&channel=1&stream=0.sdp
-# (XMEye firmware) or ?channel=1&user=admin&password=secret. The value stops before ',' and ')', which
-# follow a URL in messages; the whole value of a configured source is hidden by register_secrets.
-_SECRET_PARAMETER = re.compile(
-    r"(?P<name>[/?&;](?:password|passwd|pass|pwd|psw|token|access_token)=)[^&;/?#\s'\",)]+", re.IGNORECASE)
-_SECRET_VALUE = re.compile(
-    r"[/?&;](?:password|passwd|pass|pwd|psw|token|access_token)=(?P<value>[^&;/?#]+)", re.IGNORECASE)
+# A password or token parameter in a URL's path or query. Many NVRs and cameras take credentials there
+# instead, such as rtsp://10.1.2.3/user=admin&password=secret&channel=1&stream=0.sdp (XMEye firmware) or
+# ?channel=1&user=admin&password=secret.
+_SECRET_NAME = r"[/?&;](?:password|passwd|pass|pwd|psw|token|access_token)="
+# Matches such a parameter's value in any text. The value stops before ',' and ')', which follow a URL in
+# messages; the whole value of a configured source is hidden by register_secrets.
+_SECRET_PARAMETER = re.compile(rf"(?P<name>{_SECRET_NAME})[^&;/?#\s'\",)]+", re.IGNORECASE)
+# The whole value, up to the next parameter, of a secret parameter in a configured URL.
+_SECRET_VALUE = re.compile(rf"{_SECRET_NAME}(?P<value>[^&;/?#]+)", re.IGNORECASE)
 # Also without slashes, because a configured source such as rtsp:user:pw@host is a typo, not a file path.
 _URL_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*(?P<userinfo>[^\n]*)@")
 # Secrets of the configured camera sources, hidden literally wherever they appear. Shorter ones are left to
 # the patterns, because hiding every "1" of a password "1" would garble camera ids and numbers.
 MIN_REGISTERED_SECRET_CHARS = 4
-_secrets: set[str] = set()
+# Sorted longest first, so that a user info that contains a registered password is hidden whole. The tuple
+# is replaced, never changed, so redact_url reads it without the lock.
+_secrets_longest_first: tuple[str, ...] = ()
 _secrets_lock = threading.Lock()
 
 
@@ -39,16 +42,16 @@ def register_secrets(url: str) -> None:
     if userinfo:
         # The password alone too, as FFmpeg or a camera may echo it without the user name.
         found += [userinfo.group("userinfo"), userinfo.group("userinfo").partition(":")[2]]
+    global _secrets_longest_first
     with _secrets_lock:
-        _secrets.update(secret for secret in found if len(secret) >= MIN_REGISTERED_SECRET_CHARS)
+        secrets = set(_secrets_longest_first)
+        secrets.update(secret for secret in found if len(secret) >= MIN_REGISTERED_SECRET_CHARS)
+        _secrets_longest_first = tuple(sorted(secrets, key=len, reverse=True))
 
 
 def redact_url(text: str) -> str:
     """Replace credentials in every URL inside `text` with '***': user info, and password or token parameters."""
-    with _secrets_lock:
-        # Longest first, so that a user info that contains a registered password is hidden whole.
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _secrets_longest_first:
         text = text.replace(secret, "***")
     return _SECRET_PARAMETER.sub(r"\g<name>***", _USERINFO.sub(r"\g<scheme>***@", text))
 
