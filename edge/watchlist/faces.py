@@ -230,10 +230,13 @@ class FaceWatchlist:
             return self._persons(connection)
 
     @staticmethod
-    def _persons(connection) -> list[FacePerson]:
+    def _persons(connection, person_id: int | None = None) -> list[FacePerson]:
+        """Return every enrolled person, or only the one with `person_id`."""
+        where, parameters = ("WHERE p.id = ? ", (person_id,)) if person_id is not None else ("", ())
         rows = connection.execute(
             "SELECT p.id, p.name, p.list_name, p.reason, p.created_at, p.created_by, COUNT(f.id) "
-            "FROM face_persons p LEFT JOIN face_photos f ON f.person_id = p.id GROUP BY p.id ORDER BY p.id"
+            f"FROM face_persons p LEFT JOIN face_photos f ON f.person_id = p.id {where}GROUP BY p.id ORDER BY p.id",
+            parameters,
         ).fetchall()
         return [FacePerson(*row) for row in rows]
 
@@ -249,12 +252,18 @@ class FaceWatchlist:
         return EnrolledPhoto(row[0], row[1], bytes(row[2])) if row else None
 
     def person(self, person_id: int) -> FacePerson | None:
-        return next((person for person in self.list_persons() if person.id == person_id), None)
-
-    def photo_ids(self) -> dict[int, list[int]]:
-        """Return the ids of each enrolled person's photos, in the order they were added, keyed by person id."""
         with self.store.transaction(write=False) as connection:
-            rows = connection.execute("SELECT person_id, id FROM face_photos ORDER BY id").fetchall()
+            found = self._persons(connection, person_id)
+        return found[0] if found else None
+
+    def photo_ids(self, person_id: int | None = None) -> dict[int, list[int]]:
+        """Return the photo ids of each enrolled person, keyed by person id, in the order they were added.
+
+        With `person_id`, only that person's photos are read.
+        """
+        where, parameters = ("WHERE person_id = ? ", (person_id,)) if person_id is not None else ("", ())
+        with self.store.transaction(write=False) as connection:
+            rows = connection.execute(f"SELECT person_id, id FROM face_photos {where}ORDER BY id", parameters).fetchall()
         ids: dict[int, list[int]] = {}
         for person_id, photo_id in rows:
             ids.setdefault(person_id, []).append(photo_id)

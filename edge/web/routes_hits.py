@@ -241,7 +241,7 @@ async def _enrolled_photo_ids(request: web.Request, hit: StoredHit) -> list[int]
     enrolled = await asyncio.to_thread(watchlist.person, person_id) if isinstance(person_id, int) else None
     if enrolled is None or (enrolled.name, enrolled.list_name) != (person.get("name"), person.get("list_name")):
         return []
-    photo_ids = await asyncio.to_thread(watchlist.photo_ids)
+    photo_ids = await asyncio.to_thread(watchlist.photo_ids, enrolled.id)
     return photo_ids.get(enrolled.id, [])[:MAX_ENROLLED_PHOTOS_SHOWN]
 
 
