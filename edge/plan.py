@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.config import ConfigError, ConfigIssue, PipelineConfig, SiteConfig, load_pipeline
 from edge.config.errors import issue
-from edge.config.loader import DEFAULT_PIPELINE_DIR, pipeline_dir_for, read_toml, validate_site
+from edge.config.loader import pipeline_dir_for, raw_cameras, read_toml, resolve_pipeline_dir, validate_site
 from edge.config.site import DEFAULT_PIPELINE, PIPELINE_NAME_PATTERN, RTSP_SCHEMES
 from edge.ingest.reader import resolve_source
 from edge.models.manifest import AssetError, ModelEntry, load_manifest, media_dirs, model_dirs, resolve_file
@@ -65,14 +65,15 @@ def parse_source_overrides(pairs: list[str]) -> dict[str, str]:
 
 def load_site_with_overrides(site_path: Path, overrides: dict[str, str]) -> SiteConfig:
     data = read_toml(site_path)
-    cameras = data.get("cameras", [])
-    known = {camera.get("id") for camera in cameras if isinstance(camera, dict)}
+    # The tables are changed in place, so the overrides reach `data`.
+    cameras = raw_cameras(data)
+    known = {camera.get("id") for camera in cameras}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError([issue(site_path, "cameras", f"--source names unknown camera ids {unknown}; "
                                  f"known: {', '.join(sorted(map(str, known)))}")])
     for camera in cameras:
-        if isinstance(camera, dict) and camera.get("id") in overrides:
+        if camera.get("id") in overrides:
             camera["source"] = overrides[camera["id"]]
             if camera["source"].lower().startswith(RTSP_SCHEMES):
                 for option in FILE_ONLY_OPTIONS:
@@ -87,11 +88,8 @@ def raw_pipeline_issues(site_path: Path) -> list[ConfigIssue]:
     except ConfigError:
         return []
     folder = data.get("pipeline_dir")
-    pipeline_dir = (site_path.parent / folder).resolve() if isinstance(folder, str) else DEFAULT_PIPELINE_DIR
-    cameras = data.get("cameras")
-    if not isinstance(cameras, list):
-        cameras = []
-    names = {camera.get("pipeline", DEFAULT_PIPELINE) for camera in cameras if isinstance(camera, dict)}
+    pipeline_dir = resolve_pipeline_dir(folder if isinstance(folder, str) else None, site_path)
+    names = {camera.get("pipeline", DEFAULT_PIPELINE) for camera in raw_cameras(data)}
     issues: list[ConfigIssue] = []
     for name in sorted(name for name in names if isinstance(name, str) and re.match(PIPELINE_NAME_PATTERN, name)):
         if (pipeline_dir / f"{name}.toml").is_file():

@@ -101,11 +101,14 @@ def validate_site(data: dict, path: Path) -> SiteConfig:
     return site
 
 
-def _raw_camera_ids(data: dict) -> list[str]:
+def raw_cameras(data: dict) -> list[dict]:
+    """Return the camera tables of a parsed site config that has not been validated, skipping malformed ones."""
     cameras = data.get("cameras")
-    if not isinstance(cameras, list):
-        return []
-    ids = [camera.get("id") for camera in cameras if isinstance(camera, dict)]
+    return [camera for camera in cameras if isinstance(camera, dict)] if isinstance(cameras, list) else []
+
+
+def _raw_camera_ids(data: dict) -> list[str]:
+    ids = [camera.get("id") for camera in raw_cameras(data)]
     return [camera_id for camera_id in ids if isinstance(camera_id, str)]
 
 
@@ -127,9 +130,14 @@ def _database_path_issues(data: dict, path: Path) -> list[ConfigIssue]:
 
 
 def pipeline_dir_for(site: SiteConfig, site_path: Path) -> Path:
-    if site.pipeline_dir is None:
+    return resolve_pipeline_dir(site.pipeline_dir, site_path)
+
+
+def resolve_pipeline_dir(pipeline_dir: str | None, site_path: Path) -> Path:
+    """Return the pipelines folder that a site config's `pipeline_dir` names, relative to the config file."""
+    if pipeline_dir is None:
         return DEFAULT_PIPELINE_DIR
-    return (site_path.parent / site.pipeline_dir).resolve()
+    return (site_path.parent / pipeline_dir).resolve()
 
 
 def load_pipeline(name: str, pipeline_dir: Path) -> PipelineConfig:

@@ -113,13 +113,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def candidate_paths(file_name: str, task: str, search_dirs: list[Path]) -> list[Path]:
+    """Return `<dir>/<file>` and `<dir>/<task>/<file>` for each search folder, in search order."""
+    return [candidate for directory in search_dirs for candidate in (directory / file_name, directory / task / file_name)]
+
+
 def find_file(file_name: str, task: str, search_dirs: list[Path]) -> Path | None:
     """Return the first `<dir>/<file>` or `<dir>/<task>/<file>` that exists."""
-    for directory in search_dirs:
-        for candidate in (directory / file_name, directory / task / file_name):
-            if candidate.is_file():
-                return candidate
-    return None
+    return next((candidate for candidate in candidate_paths(file_name, task, search_dirs) if candidate.is_file()),
+                None)
 
 
 def verify_file(entry: ManifestEntry, path: Path) -> None:
@@ -135,8 +137,7 @@ def resolve_file(entry: ManifestEntry, search_dirs: list[Path]) -> Path:
     """Find the entry's file in `search_dirs` and check its sha256; raise AssetError naming the fix."""
     path = find_file(entry.file, entry.task, search_dirs)
     if path is None:
-        folders = [candidate for directory in search_dirs
-                   for candidate in (directory / entry.file, directory / entry.task / entry.file) if candidate.is_dir()]
+        folders = [candidate for candidate in candidate_paths(entry.file, entry.task, search_dirs) if candidate.is_dir()]
         if folders:
             # An unpacked archive can leave a folder with the model's name where the file belongs.
             raise AssetError(
