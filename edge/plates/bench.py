@@ -110,8 +110,7 @@ def read_labels(labels_path: Path, images_dir: Path | None = None) -> list[Label
                     continue
                 file_name = row["file"].strip()
                 first_line[file_name] = line
-                plates = [plate.strip() for plate in row["plate"].split(LABEL_SEPARATOR) if plate.strip()]
-                rows.append(LabelRow(file_name, plates, line))
+                rows.append(LabelRow(file_name, split_labels(row["plate"]), line))
     except UnicodeDecodeError as error:
         raise LabelsError(f"{labels_path} is not UTF-8 (invalid byte at offset {error.start}); save it as "
                           "UTF-8") from None
@@ -126,6 +125,11 @@ def read_labels(labels_path: Path, images_dir: Path | None = None) -> list[Label
     return rows
 
 
+def split_labels(text: str) -> list[str]:
+    """Return the plates of a labels cell, which separates several with LABEL_SEPARATOR."""
+    return [plate.strip() for plate in text.split(LABEL_SEPARATOR) if plate.strip()]
+
+
 def _check_label_row(row: dict, first_line: dict[str, int], images_dir: Path | None) -> str | None:
     """Return why a labels row is invalid, or None for a valid row."""
     # DictReader gives None for the columns that a short row lacks.
@@ -135,7 +139,8 @@ def _check_label_row(row: dict, first_line: dict[str, int], images_dir: Path | N
     file_name = file_name.strip()
     if not file_name:
         return "empty file name; give the image file name in the column file"
-    if not any(part.strip() for part in plate.split(LABEL_SEPARATOR)):
+    labels = split_labels(plate)
+    if not labels:
         return (f"empty plate label for {file_name}; give the plate text, several separated by "
                 f"'{LABEL_SEPARATOR}', or remove the row")
     if file_name in first_line:
@@ -143,7 +148,7 @@ def _check_label_row(row: dict, first_line: dict[str, int], images_dir: Path | N
                 f"row, separated by '{LABEL_SEPARATOR}'")
     if images_dir is not None and not (images_dir / file_name).is_file():
         return f"image {file_name} not found in {images_dir}; fix the file name or remove the row"
-    for label in (part.strip() for part in plate.split(LABEL_SEPARATOR) if part.strip()):
+    for label in labels:
         # Reads are published only when they pass the grammar, so a label that fails it could never match.
         check = check_plate(label)
         if not check.valid:
