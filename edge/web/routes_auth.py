@@ -96,7 +96,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 def _logged_out_reason(request: web.Request) -> str:
-    """Return the END_REASONS code that tells why the user was logged out, or "" to show no notice.
+    """Return the END_REASONS code for why the user was logged out, or "" to show no notice.
 
     An explicit `reason` query parameter counts only when it is a known code, so a link cannot put its
     own text on the page. Without one, a session cookie that no longer has a live session gives the

@@ -203,10 +203,10 @@ async def import_plates(request: web.Request) -> web.Response:
     audit_request(request, "watchlist_plate_import", file_name=upload.filename, sha256=report.sha256,
                   loaded=len(report.loaded), rejected=len(report.rejected))
     message = t("watchlist.imported", loaded=len(report.loaded), rejected=len(report.rejected))
-    shown = [(row.line, entry_error_text(t, row.key, row.fields) if row.key else row.message)
-             for row in report.rejected[:MAX_REJECTED_ROWS_SHOWN]]
-    return await _plates_page(request, message=message, rejected=shown,
-                              rejected_more=len(report.rejected) - len(shown),
+    listed_rows = [(row.line, entry_error_text(t, row.key, row.fields) if row.key else row.message)
+                   for row in report.rejected[:MAX_REJECTED_ROWS_SHOWN]]
+    return await _plates_page(request, message=message, rejected=listed_rows,
+                              rejected_more=len(report.rejected) - len(listed_rows),
                               message_class="warning" if report.rejected else "message")
 
 
