@@ -189,6 +189,15 @@ async def test_import_failure_explained_in_chinese(admin, data, shown):
     assert shown in await response.text()
 
 
+def photos_form(token: str, photos: list[tuple[str, bytes]], **fields: str) -> FormData:
+    """Return the face form with several (file name, data) photos in the field `photo`."""
+    (first_name, first_data), *others = photos
+    form = upload_form(token, "photo", first_data, first_name, **fields)
+    for name, data in others:
+        form.add_field("photo", data, filename=name, content_type="application/octet-stream")
+    return form
+
+
 async def test_same_face_under_two_names_rejected(admin):
     app, client, token = admin
     first = await client.post("/watchlists/faces", data=upload_form(
@@ -205,10 +214,9 @@ async def test_same_face_under_two_names_rejected(admin):
 
 async def test_enrol_face_from_two_photos(admin):
     app, client, token = admin
-    form = upload_form(token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "a.jpg",
+    form = photos_form(token, [("a.jpg", (FACES / "obama" / "obama_1.jpg").read_bytes()),
+                               ("b.jpg", (FACES / "obama" / "obama_2.jpg").read_bytes())],
                        name="Barack Obama", list_name="vip", reason="test enrolment")
-    form.add_field("photo", (FACES / "obama" / "obama_2.jpg").read_bytes(), filename="b.jpg",
-                   content_type="application/octet-stream")
     response = await client.post("/watchlists/faces", data=form)
     assert response.status == 200, await response.text()
     (person,) = FaceWatchlist(app[WATCHLIST_KEY]).list_persons()
@@ -219,10 +227,9 @@ async def test_enrol_face_from_two_photos(admin):
 
 async def test_photos_of_two_people_rejected_in_chinese(admin):
     app, client, token = admin
-    form = upload_form(token, "photo", (FACES / "kit_harington" / "kit_harington_1.jpg").read_bytes(), "kit.jpg",
+    form = photos_form(token, [("kit.jpg", (FACES / "kit_harington" / "kit_harington_1.jpg").read_bytes()),
+                               ("rose.jpg", (FACES / "rose_leslie" / "rose_leslie_1.jpg").read_bytes())],
                        name="KitRose", list_name="wanted", reason="two persons")
-    form.add_field("photo", (FACES / "rose_leslie" / "rose_leslie_1.jpg").read_bytes(), filename="rose.jpg",
-                   content_type="application/octet-stream")
 
     response = await client.post("/watchlists/faces", data=form)
 
@@ -233,9 +240,9 @@ async def test_photos_of_two_people_rejected_in_chinese(admin):
 
 async def test_bad_photo_among_several_enrols_nothing(admin):
     app, client, token = admin
-    form = upload_form(token, "photo", (FACES / "obama" / "obama_1.jpg").read_bytes(), "a.jpg",
+    form = photos_form(token, [("a.jpg", (FACES / "obama" / "obama_1.jpg").read_bytes()),
+                               ("notes.txt", b"not an image")],
                        name="Barack Obama", list_name="vip", reason="test enrolment")
-    form.add_field("photo", b"not an image", filename="notes.txt", content_type="application/octet-stream")
     response = await client.post("/watchlists/faces", data=form)
     assert response.status == 400
     assert "notes.txt：文件不是可识别的 JPEG 或 PNG 图片" in await response.text()
