@@ -153,7 +153,8 @@ class FaceWatchlist:
                 # Two entries for one person would only compete with each other for the match margin.
                 raise InvalidEntryError(
                     f"'{name}' is already on list '{list_name}' as person {existing[0]}; remove person "
-                    f"{existing[0]} and enrol again with all photos, or use another name"
+                    f"{existing[0]} and enrol again with all photos, or use another name",
+                    "reject_name_taken", name=name, list_name=list_name, person_id=existing[0]
                 )
             if match_threshold is not None:
                 reject_different_faces([embedding for _, embedding in photos], match_threshold)

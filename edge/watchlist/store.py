@@ -314,7 +314,8 @@ class WatchlistStore:
             if existing:
                 raise InvalidEntryError(
                     f"pattern '{pattern}' is already on list '{list_name}' as entry {existing[0]}; "
-                    f"to change it, remove entry {existing[0]} and add it again"
+                    f"to change it, remove entry {existing[0]} and add it again",
+                    "duplicate_plate", pattern=pattern, list_name=list_name, entry_id=existing[0]
                 )
             entry = self._insert_entry(connection, pattern, max_edits, reason, list_name, actor)
             self.append_audit(connection, actor, "plate.add", _entry_detail(entry))

@@ -23,7 +23,7 @@ from edge.watchlist.plates import WatchlistError
 from edge.web.audit import audit_request
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
 from edge.web.render import path_id, render, request_language, translator
-from edge.web.routes_watchlists import web_actor
+from edge.web.routes_watchlists import invalid_entry_text, missing_fields_text, web_actor
 from edge.web.security import require_role
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,10 @@ async def add_face(request: web.Request) -> web.Response:
     uploads = [upload for upload in posted.getall("photo", []) if isinstance(upload, web.FileField)]
     if not uploads:
         return await _faces_page(request, 400, error=t("watchlist.no_file"), form=form)
+    missing = missing_fields_text(t, {"person_name": form.get("name", ""), "list_name": form.get("list_name", ""),
+                                      "reason": form.get("reason", "")})
+    if missing is not None:
+        return await _faces_page(request, 400, error=missing, form=form)
 
     photos = [(urllib.parse.unquote(upload.filename or "photo"), upload.file.read()) for upload in uploads]
     watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
@@ -206,8 +210,8 @@ async def add_face(request: web.Request) -> web.Response:
                   list_name=duplicate.list_name)
         return await _faces_page(request, 400, error=error, form=form)
     except WatchlistError as error:
-        return await _faces_page(request, 400, error=t("watchlist.invalid_entry"), error_detail=str(error),
-                                 form=form)
+        text, detail = invalid_entry_text(t, error)
+        return await _faces_page(request, 400, error=text, error_detail=detail, form=form)
     except EnrolmentModelError as error:
         log.error("face enrolment failed: model %s cannot be loaded: %s", error.model_name, error)
         return await _faces_page(request, 503, error=t("watchlist.enrol_model_missing", model=error.model_name),

@@ -109,8 +109,8 @@ async def add_plate(request: web.Request) -> web.Response:
         entry = await asyncio.to_thread(request.app[WATCHLIST_KEY].add_plate, pattern, reason, list_name,
                                         max_edits, web_actor(request))
     except WatchlistError as error:
-        return await _plates_page(request, 400, error=t("watchlist.invalid_entry"), error_detail=str(error),
-                                  form=form)
+        text, detail = invalid_entry_text(t, error)
+        return await _plates_page(request, 400, error=text, error_detail=detail, form=form)
     audit_request(request, "watchlist_plate_add", entry_id=entry.id, pattern=entry.pattern,
                   list_name=entry.list_name, reason=entry.reason, max_edits=entry.max_edits)
     # A redirect, so that reloading the page does not post the form again.
@@ -125,11 +125,9 @@ async def _plate_form_error(request: web.Request, pattern: str, list_name: str, 
     Other invalid values reach the store, which rejects them with an English detail.
     """
     t = translator(request)
-    missing = [key for key, value in (("pattern", pattern), ("list_name", list_name), ("reason", reason))
-               if not value.strip()]
-    if missing:
-        fields = t("watchlist.field_separator").join(t(f"watchlist.{key}") for key in missing)
-        return t("watchlist.fields_missing", fields=fields)
+    missing = missing_fields_text(t, {"pattern": pattern, "list_name": list_name, "reason": reason})
+    if missing is not None:
+        return missing
     try:
         normalised = normalise_pattern(pattern)
     except WatchlistError:
@@ -219,6 +217,26 @@ def import_error_text(t: Translator, error: WatchlistError, file_name: str) -> s
                 for part in ("missing", "unknown", "repeated") if error.fields[part]]
     return t("watchlist.import_bad_header", file_name=file_name,
              problems=t("watchlist.problem_separator").join(problems), columns=error.fields["columns"])
+
+
+def missing_fields_text(t: Translator, fields: dict[str, str]) -> str | None:
+    """Return the page's message naming the empty or blank `fields`, keyed by their label keys, else None."""
+    missing = [key for key, value in fields.items() if not value.strip()]
+    if not missing:
+        return None
+    labels = t("watchlist.field_separator").join(t(f"watchlist.{key}") for key in missing)
+    return t("watchlist.fields_missing", fields=labels)
+
+
+def invalid_entry_text(t: Translator, error: WatchlistError) -> tuple[str, str | None]:
+    """Return the page's message for a change that the watchlist rejected, and an English detail or None.
+
+    Errors with a catalogue key are shown in the page's language. The English message of the others is
+    shown as the detail under a general message, so that the user still learns what to fix.
+    """
+    if isinstance(error, InvalidEntryError) and error.key:
+        return entry_error_text(t, error.key, error.fields), None
+    return t("watchlist.invalid_entry"), str(error)
 
 
 def entry_error_text(t: Translator, key: str, fields: dict, normalised: str | None = None) -> str:

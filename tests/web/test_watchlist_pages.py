@@ -116,7 +116,7 @@ async def test_remove_whole_list(admin):
 
 @pytest.mark.parametrize("form, shown", [
     ({"pattern": "", "list_name": "l", "reason": "r", "max_edits": "0"}, "请填写：车牌或模式。"),
-    ({"pattern": "京A12%45", "list_name": "l", "reason": "r", "max_edits": "0"}, "条目无效"),
+    ({"pattern": "京A12%45", "list_name": "l", "reason": "r", "max_edits": "0"}, "车牌或模式含有不允许的字符 %"),
     ({"pattern": "ABCD", "list_name": "l", "reason": "r", "max_edits": "0"}, "ABCD 不可能匹配任何车牌"),
     ({"pattern": "1234567", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
     ({"pattern": "京京京京京京京", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
@@ -534,3 +534,22 @@ async def test_long_list_name_keeps_layout(admin, tmp_path):
     assert layout["scrollWidth"] <= layout["innerWidth"], layout
     assert max(layout["rowHeights"]) < 60, layout
     assert layout["selectWidth"] <= 320, layout
+
+
+async def test_face_form_errors_in_chinese(admin):
+    app, client, token = admin
+    await enrol_obama(app, client, token)
+    same_name = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", (FACES / "rose_leslie" / "rose_leslie_1.jpg").read_bytes(), "rose.jpg",
+        name="Barack Obama", list_name="wanted", reason="another person"))
+    missing = await client.post("/watchlists/faces", data=upload_form(
+        token, "photo", (FACES / "rose_leslie" / "rose_leslie_1.jpg").read_bytes(), "rose.jpg",
+        name=" ", list_name="wanted", reason=""))
+
+    assert same_name.status == 400
+    same_name_text = await same_name.text()
+    assert "布控库“wanted”中已有人员 1“Barack Obama”" in same_name_text
+    assert "already on list" not in same_name_text
+    assert missing.status == 400
+    assert "请填写：姓名、布控原因。" in await missing.text()
+    assert len(FaceWatchlist(app[WATCHLIST_KEY]).list_persons()) == 1
