@@ -22,6 +22,9 @@ from edge.plates.stage import PlateStage
 from edge.plates.vote import edit_distance
 
 LABEL_SEPARATOR = ";"  # one image may show several plates
+# Width over height of images that are probably tight plate crops: single-row plates are about 3.1,
+# new-energy plates 3.4 and double-row plates 2.0. Whole scenes are rarely wider than 2:1.
+CROP_ASPECT_RANGE = (1.8, 6.0)
 
 
 @dataclass
@@ -48,6 +51,8 @@ class BenchReport:
     invalid_reads: int = 0
     seconds: float = 0.0
     outcomes: list[ImageOutcome] = field(default_factory=list)
+    # Images where detection found no plate and whose shape is that of a plate crop (CROP_ASPECT_RANGE).
+    crop_shaped_misses: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
@@ -190,12 +195,30 @@ def run_bench(stage: PlateStage, images_dir: Path, labels_path: Path, labels: li
         else:
             results = stage.read([Region.whole_frame(image)])
         report.seconds += time.perf_counter() - started
+        if not crops and not results and looks_like_plate_crop(image):
+            report.crop_shaped_misses.append(file_name)
         report.images += 1
         report.reads += len(results)
         report.invalid_reads += sum(not r.valid for r in results)
         score_image(report, file_name, expected, [r.text for r in results if r.valid],
                     [r.read.text for r in results if not r.valid])
     return report
+
+
+def looks_like_plate_crop(image: np.ndarray) -> bool:
+    height, width = image.shape[:2]
+    return CROP_ASPECT_RANGE[0] <= width / height <= CROP_ASPECT_RANGE[1]
+
+
+def print_crop_hint(report: BenchReport) -> None:
+    """Suggest --crops on stderr when images without a detected plate are shaped like plate crops."""
+    if not report.crop_shaped_misses:
+        return
+    count, first = len(report.crop_shaped_misses), report.crop_shaped_misses[0]
+    print(f"note: in {count} of {report.images} images no plate was detected and the image is shaped like a "
+            f"tight plate crop (width {CROP_ASPECT_RANGE[0]:g} to {CROP_ASPECT_RANGE[1]:g} times the height), such "
+            f"as {first}. The detector needs the plate inside a scene; if the images are crops, run again with "
+            "--crops", file=sys.stderr)
 
 
 def load_recognizer(manifest: Manifest, name: str, providers: list[str]) -> PlateRecognizer:
@@ -228,6 +251,7 @@ def cmd_bench_plates(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**report.summary(), "images_detail": [asdict(o) for o in report.outcomes]},
                          ensure_ascii=False, indent=2))
+        print_crop_hint(report)
         return 0
     for outcome in report.outcomes:
         mark = "OK  " if outcome.exact else "MISS"
@@ -236,6 +260,7 @@ def cmd_bench_plates(args: argparse.Namespace) -> int:
               f"{invalid}")
     for key, value in report.summary().items():
         print(f"{key:22} {value}")
+    print_crop_hint(report)
     return 0
 
 

@@ -118,3 +118,16 @@ def test_bench_plates_help_has_description():
                             timeout=60)
     assert result.returncode == 0
     assert "Read the plates in every image listed in the labels CSV" in result.stdout
+
+
+def test_bench_suggests_crops_for_crop_images():
+    labels = PLATES / "crops" / "labels.csv"
+    without = subprocess.run([*edge_command(), "bench", "plates", "--images", str(PLATES / "crops"), "--labels",
+                              str(labels)], capture_output=True, text=True, timeout=300)
+    with_crops = subprocess.run([*edge_command(), "bench", "plates", "--images", str(PLATES / "crops"), "--labels",
+                                 str(labels), "--crops"], capture_output=True, text=True, timeout=300)
+    assert without.returncode == 0, without.stderr
+    assert "run again with --crops" in without.stderr
+    assert "no plate was detected" in without.stderr
+    assert with_crops.returncode == 0, with_crops.stderr
+    assert "--crops" not in with_crops.stderr
