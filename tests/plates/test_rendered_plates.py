@@ -113,9 +113,11 @@ DOUBLE_ROW_SIZES = (0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 KNOWN_FAILURES = {
     ("clean", "xizang"): "recogniser reads the squeezed Noto 藏 as 冀 with probability 0.98 from the detected "
                          "crop and the crop grown by 2%, so the province check confirms it: 藏D2F6R0 -> "
-                         "冀D2F6R0 (valid). Upright also reads 冀",
+                         "冀D2F6R0 (valid). Upright also reads 冀, also with the 藏 of Noto Sans CJK Regular, "
+                         "WenQuanYi Zen Hei or AR PL UMing, so no one font's glyph is the cause",
     ("clean", "double_row_22"): "double-row recogniser drops the province: 桂LB4M8X -> LB4M8X, invalid, so not "
-                                "published",
+                                "published. wq_plate_rec_color reads 桂 here, but it reads a wrong province on 3 "
+                                "to 5 of the 24 double-row renders, so it is no fallback for the province",
 }
 
 def params(cases: list[PlateCase], variant: str) -> list:
