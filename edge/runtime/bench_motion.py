@@ -77,8 +77,8 @@ class BenchResult:
     frames_admitted: int
     passage_frames: int
     sides: list[SideResult]
-    calls_ratio: float  # ungated calls / gated calls
-    static_calls_ratio: float
+    calls_ratio: float | None  # ungated calls / gated calls, or None when the gated side made no call
+    static_calls_ratio: float | None  # the same on the still parts
     measure_cpu_us_median: float
     measure_cpu_us_p95: float
     detector_wall_ms_median: float
@@ -215,14 +215,19 @@ def run_bench(clip: Path, layout: SceneLayout, camera: CameraConfig, detector: D
         source=str(clip), layout=layout, max_fps=camera.max_fps, motion_threshold=camera.motion_threshold,
         keepalive_interval_s=camera.keepalive_interval_s, frames_decoded=frames_decoded,
         frames_admitted=frames_admitted, passage_frames=passage_frames, sides=[ungated, gated],
-        calls_ratio=round(ungated.detector_calls / max(1, gated.detector_calls), 2),
-        static_calls_ratio=round(ungated.static_calls / max(1, gated.static_calls), 2),
+        calls_ratio=calls_ratio(ungated.detector_calls, gated.detector_calls),
+        static_calls_ratio=calls_ratio(ungated.static_calls, gated.static_calls),
         # The first call compiles the kernels, so it is left out.
         measure_cpu_us_median=round(statistics.median(measure_us[1:] or measure_us), 1),
         measure_cpu_us_p95=round(float(np.percentile(measure_us[1:] or measure_us, 95)), 1),
         detector_wall_ms_median=round(statistics.median(detect_ms), 2),
         frame_width=size[0], frame_height=size[1],
     )
+
+
+def calls_ratio(ungated_calls: int, gated_calls: int) -> float | None:
+    """Return ungated over gated detector calls, or None when the gated side made no call to divide by."""
+    return round(ungated_calls / gated_calls, 2) if gated_calls else None
 
 
 def _count_call(side: SideResult, in_passage: bool, detection_count: int) -> None:
@@ -257,12 +262,29 @@ def format_table(result: BenchResult) -> str:
         lines.append("  ".join([row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1])]
                                + [row[-1]]))
     lines.append("")
-    lines.append(f"detector calls without / with gating: {result.calls_ratio:.2f}x overall, "
-                 f"{result.static_calls_ratio:.2f}x on the still parts")
+    lines.append(f"detector calls without / with gating: {format_ratios(result)}")
     lines.append(f"motion measure: {result.measure_cpu_us_median:.0f} us CPU per frame (median, p95 "
                  f"{result.measure_cpu_us_p95:.0f} us); detector: {result.detector_wall_ms_median:.1f} ms wall "
                  "per call (median)")
     return "\n".join(lines)
+
+
+def format_ratios(result: BenchResult) -> str:
+    """Format both call ratios, or the reason for each one that has no gated calls to divide by."""
+    if result.calls_ratio is None:
+        overall = "not measured overall, because gating sent no frame to the detector"
+    else:
+        overall = f"{result.calls_ratio:.2f}x overall"
+    still_calls = result.sides[0].static_calls
+    if result.static_calls_ratio is not None:
+        still = f"{result.static_calls_ratio:.2f}x on the still parts"
+    elif still_calls == 0:
+        still = ("not measured on the still parts, because the scene has none; use a longer --seconds or a "
+                 "shorter --passage-s")
+    else:
+        still = (f"not measured on the still parts, because gating sent none of their {still_calls} frames to "
+                 "the detector")
+    return f"{overall}, {still}"
 
 
 def cmd_bench_motion(args: argparse.Namespace) -> int:

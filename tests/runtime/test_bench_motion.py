@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+from edge.runtime.bench_motion import BenchResult, SceneLayout, SideResult, calls_ratio, format_table
 from tests.conftest import PEOPLE_CLIP, edge_command
 
 
@@ -37,3 +38,26 @@ def test_bench_motion_rejects_bad_source(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "cannot open" in result.stderr
+
+
+def test_motion_ratio_needs_gated_calls():
+    assert calls_ratio(100, 40) == 2.5
+    assert calls_ratio(0, 0) is None
+    assert calls_ratio(60, 0) is None
+
+    layout = SceneLayout(seconds=2.0, fps=25.0, passage_start_s=0.0, passage_s=2.0, source_from_s=8.0)
+    ungated = SideResult("without gating", detector_calls=20, passage_calls=20)
+    gated = SideResult("with gating", detector_calls=20, passage_calls=20)
+    result = BenchResult(source="scene.mp4", layout=layout, max_fps=10.0, motion_threshold=0.002,
+                         keepalive_interval_s=10.0, frames_decoded=50, frames_admitted=20, passage_frames=20,
+                         sides=[ungated, gated], calls_ratio=calls_ratio(20, 20),
+                         static_calls_ratio=calls_ratio(0, 0), measure_cpu_us_median=50.0,
+                         measure_cpu_us_p95=80.0, detector_wall_ms_median=20.0, frame_width=768, frame_height=432)
+    table = format_table(result)
+    assert "1.00x overall" in table
+    assert "not measured on the still parts, because the scene has none" in table
+    assert "0.00x" not in table
+
+    ungated.static_calls, gated.detector_calls = 60, 20
+    result.static_calls_ratio = calls_ratio(60, 0)
+    assert "because gating sent none of their 60 frames to the detector" in format_table(result)
