@@ -24,6 +24,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
 from edge.config import loader
 from edge.config.site import CameraConfig
@@ -287,6 +288,48 @@ def format_ratios(result: BenchResult) -> str:
     return f"{overall}, {still}"
 
 
+# The options of this command that set a CameraConfig field, by field name.
+CAMERA_OPTIONS = {"source": "--source", "max_fps": "--max-fps", "motion_threshold": "--motion-threshold",
+                  "keepalive_interval_s": "--keepalive-interval-s"}
+
+
+def describe_setting_errors(error: ValidationError, args: argparse.Namespace) -> list[str]:
+    """Turn the validation errors of the bench camera into one line each, naming the option and its value."""
+    messages = []
+    for detail in error.errors(include_url=False):
+        message = detail["msg"].removeprefix("Value error, ")
+        if not detail["loc"]:
+            # The only check across fields that these options can fail: keepalive_interval_s against max_fps.
+            messages.append(f"invalid --keepalive-interval-s {camera_value(args.keepalive_interval_s)} with "
+                            f"--max-fps {camera_value(args.max_fps)}: {message}")
+            continue
+        field_name = str(detail["loc"][0])
+        option = CAMERA_OPTIONS.get(field_name, field_name)
+        bounds = describe_bounds(field_name)
+        allowed = f"expected a number {bounds}, the range of the camera's {field_name}" if bounds else message
+        messages.append(f"invalid {option} {camera_value(detail['input'])}: {allowed}")
+    return messages
+
+
+def describe_bounds(field_name: str) -> str | None:
+    """Describe the numeric bounds of a CameraConfig field, such as 'above 0 and at most 60'."""
+    words = {"gt": "above", "ge": "at least", "lt": "below", "le": "at most"}
+    parts = []
+    for constraint in CameraConfig.model_fields[field_name].metadata:
+        for attribute, word in words.items():
+            limit = getattr(constraint, attribute, None)
+            if limit is not None:
+                parts.append(f"{word} {limit:g}")
+    return " and ".join(parts) or None
+
+
+def camera_value(value: object) -> str:
+    """Format an option value as typed: 0 rather than 0.0, and (default) when the option was not given."""
+    if value is None:
+        return "(default)"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def cmd_bench_motion(args: argparse.Namespace) -> int:
     try:
         camera = CameraConfig(id="bench", name="bench", source=str(args.source), max_fps=args.max_fps,
@@ -294,8 +337,9 @@ def cmd_bench_motion(args: argparse.Namespace) -> int:
                                                      if args.motion_threshold is not None else {}),
                               **({"keepalive_interval_s": args.keepalive_interval_s}
                                  if args.keepalive_interval_s is not None else {}))
-    except ValueError as error:
-        print(f"bench failed: invalid gate settings: {error}", file=sys.stderr)
+    except ValidationError as error:
+        for message in describe_setting_errors(error, args):
+            print(f"bench failed: {message}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="edge-bench-motion-") as workdir:
         try:

@@ -61,3 +61,25 @@ def test_motion_ratio_needs_gated_calls():
     ungated.static_calls, gated.detector_calls = 60, 20
     result.static_calls_ratio = calls_ratio(60, 0)
     assert "because gating sent none of their 60 frames to the detector" in format_table(result)
+
+
+def test_bench_motion_names_invalid_options():
+    result = subprocess.run([*edge_command(), "bench", "motion", "--source", str(PEOPLE_CLIP), "--max-fps", "0",
+                             "--motion-threshold", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert ("bench failed: invalid --max-fps 0: expected a number above 0 and at most 60, the range of the "
+            "camera's max_fps") in lines
+    assert ("bench failed: invalid --motion-threshold 2: expected a number at least 0.0001 and at most 0.5, the "
+            "range of the camera's motion_threshold") in lines
+    assert "validation error" not in result.stderr
+    assert "pydantic" not in result.stderr
+
+
+def test_bench_motion_keepalive_against_rate():
+    result = subprocess.run([*edge_command(), "bench", "motion", "--source", str(PEOPLE_CLIP), "--max-fps", "1",
+                             "--keepalive-interval-s", "0.5"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("bench failed: invalid --keepalive-interval-s 0.5 with --max-fps 1: "
+                                    "keepalive_interval_s (0.5) must be longer than the frame interval")
+    assert len(result.stderr.splitlines()) == 1
