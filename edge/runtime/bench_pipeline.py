@@ -19,8 +19,8 @@ import numpy as np
 
 from edge.config.pipeline import DetectStage
 from edge.config.site import RuntimeConfig
-from edge.runtime.bench_support import (WorkerLayout, build_workers, load_frames, machine_facts, measure_saturated,
-                                        print_report)
+from edge.runtime.bench_support import (BenchError, WorkerLayout, build_workers, load_frames, machine_facts,
+                                        measure_saturated, print_report)
 from edge.core.letterbox import letterbox_into
 from edge.runtime.detector import Detector
 from edge.runtime.layout import resolve_layout
@@ -113,6 +113,11 @@ def plan_cases(default: Case, batch: int) -> list[Case]:
 
 
 def run_bench(args: argparse.Namespace) -> dict:
+    if args.batch > args.cameras:
+        # The scheduler takes at most one frame per camera into a call, so such a batch never fills.
+        raise BenchError(f"--batch {args.batch} is larger than --cameras {args.cameras}, so each call would hold at "
+                         f"most {args.cameras} frames while the report says batch {args.batch}; use --batch "
+                         f"{args.cameras} or less, or --cameras {args.batch} or more")
     runtime = RuntimeConfig(providers=args.providers)
     layout = resolve_layout(runtime, DetectStage(model="bench", batch_size=args.batch))
     default = Case("pipeline", WorkerLayout(layout.inference_workers, layout.intra_op_threads), args.batch)
@@ -208,7 +213,8 @@ def add_bench_pipeline_parser(bench_commands: argparse._SubParsersAction) -> Non
     pipeline.add_argument("--cameras", type=positive_count, default=8, help="cameras, each always with a frame "
                           "waiting (default 8)")
     pipeline.add_argument("--batch", type=positive_count, default=8, help="frames per inference call of the "
-                          "pipeline and bare cases; the layout cases also run batch 1 (default 8)")
+                          "pipeline and bare cases, at most --cameras; the layout cases also run batch 1 "
+                          "(default 8)")
     pipeline.add_argument("--seconds", type=positive_seconds, default=5.0, metavar="N",
                           help="seconds each case runs per repeat (default 5)")
     pipeline.add_argument("--repeats", type=positive_count, default=3, help="runs per case, interleaved with "

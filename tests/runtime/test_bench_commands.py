@@ -72,3 +72,11 @@ def test_latency_ratio_needs_published_frames():
                 "capacity_measured_s": 0.01}
     report = {"machine": {}, "settings": settings, "loads": [], "p99_overload_over_nominal": [None]}
     assert "p99 at overload / p99 at nominal: not measured" in format_report(report)
+
+
+def test_bench_pipeline_rejects_batch_over_cameras():
+    completed = subprocess.run([*edge_command(), "bench", "pipeline", "--cameras", "2", "--batch", "4"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert "bench failed: --batch 4 is larger than --cameras 2" in completed.stderr
+    assert "use --batch 2 or less, or --cameras 4 or more" in completed.stderr
