@@ -158,11 +158,25 @@ def run_case(path: Path, case: Case, seconds: float) -> tuple[int, int, float, f
     return frames_decoded, frames_converted, decode_s, convert_s, min(offset_s, seconds)
 
 
+def check_settings(args: argparse.Namespace, clip_name: str, width: int, gop: int, fps: float) -> None:
+    """Raise BenchError for a --reduced-width or --seconds that would make a case measure other than its label."""
+    if args.reduced_width >= width:
+        # frame_to_bgr leaves frames that are not wider than the limit at full size.
+        raise BenchError(f"--reduced-width {args.reduced_width} is not below the frame width of {clip_name} "
+                         f"({width} px), so that case would convert at full size; give a width under {width}")
+    gop_s = gop / fps
+    if args.seconds < gop_s:
+        raise BenchError(f"--seconds {args.seconds:g} is shorter than one key-frame interval of {clip_name} "
+                         f"({gop} frames at {fps:g} fps, {gop_s:g} s), so the keyframes case would count one key "
+                         f"frame in {args.seconds:g} s instead of one per {gop_s:g} s; use --seconds {gop_s:g} or more")
+
+
 def run_bench(args: argparse.Namespace, workdir: Path) -> tuple[ClipInfo, list[CaseResult], list[str]]:
     notes: list[str] = []
     clip = probe_clip(args.source)
     if args.reencode or clip.gop < MIN_GOP:
         width, height = args.reencode or (1920, 1080)
+        check_settings(args, f"{args.source.name} re-encoded to {width}x{height}", width, REENCODE_GOP, clip.fps)
         target = workdir / f"reencoded-{width}x{height}-gop{REENCODE_GOP}.mp4"
         if not args.reencode:
             notes.append(f"{args.source.name} has a key frame every {clip.gop} frames, under {MIN_GOP}; "
@@ -170,6 +184,8 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> tuple[ClipInfo, list[C
         reencode(args.source, target, width, height, args.seconds)
         clip = probe_clip(target)
         clip.reencoded_from = str(args.source)
+    else:
+        check_settings(args, args.source.name, clip.width, clip.gop, clip.fps)
 
     cases = bench_cases(args.reduced_width)
     run_case(Path(clip.path), cases[0], min(2.0, args.seconds))  # warm-up: code paths and file cache

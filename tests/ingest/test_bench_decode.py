@@ -42,3 +42,21 @@ def test_bench_decode_invalid_file_explained(tmp_path):
     assert result.returncode == 2
     assert f"bench failed: cannot open {junk}: Invalid data found when processing input" in result.stderr
     assert "Errno" not in result.stderr
+
+
+def test_bench_decode_rejects_width_not_reduced():
+    result = subprocess.run(edge_command() + ["bench", "decode", "--source", str(CAR_CLIP), "--reduced-width",
+                                              "768"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert ("bench failed: --reduced-width 768 is not below the frame width of car-detection.mp4 (768 px)"
+            in result.stderr)
+    assert "give a width under 768" in result.stderr
+
+
+def test_bench_decode_rejects_seconds_under_gop():
+    # The clip has a key frame every 60 frames at 12.5 fps, every 4.8 s.
+    result = subprocess.run(edge_command() + ["bench", "decode", "--source", str(CAR_CLIP), "--seconds", "0.01"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "bench failed: --seconds 0.01 is shorter than one key-frame interval of car-detection.mp4" in result.stderr
+    assert "use --seconds 4.8 or more" in result.stderr
