@@ -136,10 +136,16 @@ def run_case(path: Path, case: Case, seconds: float) -> tuple[int, int, float, f
                     packet_time_s = float(packet.pts * packet.time_base)
                 else:
                     packet_time_s = packets_in_pass * frame_interval_s
-                if offset_s + packet_time_s >= seconds:
-                    break
-                pass_end_s = max(pass_end_s, packet_time_s)
-                packets_in_pass += 1
+                window_ended = offset_s + packet_time_s >= seconds
+                if window_ended:
+                    # An empty packet drains the frames of earlier packets that the decoder still buffers for
+                    # reordering, which in keyframes mode can be every frame of the pass. Unlike decode(None)
+                    # in PyAV 18, it gives them their time base, so frame.time stays valid.
+                    packet = av.Packet()
+                    packet.time_base = stream.time_base
+                else:
+                    pass_end_s = max(pass_end_s, packet_time_s)
+                    packets_in_pass += 1
                 for frame in stream.decode(packet):
                     frames_decoded += 1
                     frame_time_s = offset_s + float(frame.time or 0.0)
@@ -151,6 +157,8 @@ def run_case(path: Path, case: Case, seconds: float) -> tuple[int, int, float, f
                     convert_s += time.thread_time() - started
                     frames_converted += 1
                     started = time.thread_time()
+                if window_ended:
+                    break
             decode_s += time.thread_time() - started
             if packets_in_pass == 0:
                 raise BenchError(f"{path} has no video packets to decode; give a longer clip")

@@ -60,3 +60,15 @@ def test_bench_decode_rejects_seconds_under_gop():
     assert result.returncode == 2
     assert "bench failed: --seconds 0.01 is shorter than one key-frame interval of car-detection.mp4" in result.stderr
     assert "use --seconds 4.8 or more" in result.stderr
+
+
+def test_bench_decode_drains_reordered_frames():
+    """The re-encoded clip has B-frames, so its decoder buffers the key frames of a short window until drained."""
+    result = subprocess.run(edge_command() + ["bench", "decode", "--source", str(CAR_CLIP), "--reencode", "640x360",
+                                              "--seconds", "5", "--repeats", "1", "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    cases = {case["label"]: case for case in json.loads(result.stdout)["cases"]}
+    # 5 s at 12.5 fps with a key frame every 50 frames: key frames at 0 and 4 s.
+    assert cases["keyframes"]["frames_decoded"] == 2
+    assert cases["all"]["frames_decoded"] == 63
