@@ -33,14 +33,17 @@ def run_models_command(args: argparse.Namespace) -> int:
     if args.models_command == "verify":
         failures = checked = missing = 0
         for entry, is_media in rows:
-            found = find_file(entry.file, entry.task, _search_dirs(is_media))
+            search_dirs = _search_dirs(is_media)
+            found = find_file(entry.file, entry.task, search_dirs)
             if found is None:
                 missing += 1
                 if args.all:
                     failures += 1
-                    fix = (f"run `edge models fetch {entry.name}`" if entry.url
-                           else f"it has no download address ({entry.licence}); copy it into a model folder by hand")
-                    print(f"MISSING {entry.name}: {entry.file}; {fix}")
+                looked_in = ", ".join(str(directory) for directory in search_dirs)
+                fix = (f"run `edge models fetch {entry.name}`" if entry.url
+                       else f"it has no download address ({entry.licence}); copy it into a model folder by hand")
+                print(f"MISSING {entry.name}: {entry.file} not found in {looked_in} (or their {entry.task}/ "
+                      f"sub-folders); {fix}")
                 continue
             checked += 1
             try:

