@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,11 @@ PROVIDERS = {
     "cpu": "CPUExecutionProvider",
 }
 BATCH_DIM_NAME = "batch"
+
+# Each (model path, provider used, providers requested) that load_model has logged at INFO. Every inference
+# worker loads its own session, so the later loads of the same model log the provider line at DEBUG.
+_logged_providers: set[tuple[str, str, tuple[str, ...]]] = set()
+_logged_providers_lock = threading.Lock()
 
 
 class SessionError(Exception):
@@ -127,6 +133,10 @@ def load_model(path: Path, requested_providers: list[str], intra_op_threads: int
     used_index = next((i for i, name in enumerate(requested_providers) if PROVIDERS[name] == used),
                       len(requested_providers))
     skipped = requested_providers[:used_index]
-    log.info("%s: using %s (requested %s; unavailable: %s)", path.name, used, ", ".join(requested_providers),
-             ", ".join(skipped) or "none")
+    with _logged_providers_lock:
+        key = (str(path), used, tuple(requested_providers))
+        first_load = key not in _logged_providers
+        _logged_providers.add(key)
+    log.log(logging.INFO if first_load else logging.DEBUG, "%s: using %s (requested %s; unavailable: %s)",
+            path.name, used, ", ".join(requested_providers), ", ".join(skipped) or "none")
     return LoadedModel(session=TimedSession(session, path.stem), provider=used, dynamic_batch=dynamic)

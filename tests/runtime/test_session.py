@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+
 import onnx
 
 from edge.runtime import session as session_module
@@ -34,3 +37,17 @@ def test_tiny_probe_would_miss_batching(tmp_path, monkeypatch, caplog):
     loaded = load_model(fully_dynamic_copy(tmp_path), ["cpu"])
     assert not loaded.dynamic_batch
     assert "rejects a batch of two" in caplog.text
+
+
+def test_provider_logged_once_per_model(tmp_path, caplog):
+    """Each inference worker loads its own session, and a 2-worker daemon must not repeat the provider line."""
+    path = tmp_path / "yolox_nano_416.onnx"
+    shutil.copy(MODEL_DIR / "coco" / "yolox_nano_416.onnx", path)
+    caplog.set_level(logging.DEBUG, logger="edge.runtime.session")
+
+    load_model(path, ["cpu"])
+    load_model(path, ["cpu"])
+
+    provider_records = [record for record in caplog.records
+                        if "using CPUExecutionProvider" in record.getMessage()]
+    assert [record.levelno for record in provider_records] == [logging.INFO, logging.DEBUG]
