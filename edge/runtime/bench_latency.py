@@ -19,8 +19,8 @@ from edge.bus.schema import TOPIC_DETECTIONS
 from edge.config.pipeline import DetectStage
 from edge.config.site import RuntimeConfig
 from edge.ingest.slot import FramePacket
-from edge.runtime.bench_support import (BenchError, PipelineRun, WorkerLayout, build_workers, load_frames,
-                                        machine_facts, measure_saturated, print_report, start_pipeline)
+from edge.runtime.bench_support import (BenchError, PipelineRun, WorkerLayout, build_workers, check_batch_fits,
+                                        load_frames, machine_facts, measure_saturated, print_report, start_pipeline)
 from edge.runtime.detector import Detector
 from edge.runtime.layout import resolve_layout
 
@@ -139,6 +139,8 @@ def run_load(workers: list[Detector], batch: int, max_wait_ms: float, cameras: i
 
 
 def run_bench(args: argparse.Namespace) -> dict:
+    if args.batch is not None:
+        check_batch_fits(args.batch, args.cameras)
     runtime = RuntimeConfig(providers=args.providers)
     stage = DetectStage(model="bench") if args.batch is None else DetectStage(model="bench", batch_size=args.batch)
     layout = resolve_layout(runtime, stage)

@@ -19,8 +19,8 @@ import numpy as np
 
 from edge.config.pipeline import DetectStage
 from edge.config.site import RuntimeConfig
-from edge.runtime.bench_support import (BenchError, WorkerLayout, build_workers, load_frames, machine_facts,
-                                        measure_saturated, print_report)
+from edge.runtime.bench_support import (WorkerLayout, build_workers, check_batch_fits, load_frames,
+                                        machine_facts, measure_saturated, print_report)
 from edge.core.letterbox import letterbox_into
 from edge.runtime.detector import Detector
 from edge.runtime.layout import resolve_layout
@@ -113,11 +113,7 @@ def plan_cases(default: Case, batch: int) -> list[Case]:
 
 
 def run_bench(args: argparse.Namespace) -> dict:
-    if args.batch > args.cameras:
-        # The scheduler takes at most one frame per camera into a call, so such a batch never fills.
-        raise BenchError(f"--batch {args.batch} is larger than --cameras {args.cameras}, so each call would hold at "
-                         f"most {args.cameras} frames while the report says batch {args.batch}; use --batch "
-                         f"{args.cameras} or less, or --cameras {args.batch} or more")
+    check_batch_fits(args.batch, args.cameras)
     runtime = RuntimeConfig(providers=args.providers)
     layout = resolve_layout(runtime, DetectStage(model="bench", batch_size=args.batch))
     default = Case("pipeline", WorkerLayout(layout.inference_workers, layout.intra_op_threads), args.batch)

@@ -47,6 +47,15 @@ class BenchError(Exception):
     """A bench cannot run with these assets or settings."""
 
 
+def check_batch_fits(batch: int, cameras: int) -> None:
+    """Raise BenchError for a --batch that the --cameras can never fill."""
+    if batch > cameras:
+        # The scheduler takes at most one frame per camera into a call, so such a batch never fills.
+        raise BenchError(f"--batch {batch} is larger than --cameras {cameras}, so each call would hold at most "
+                         f"{cameras} frames while the report says batch {batch}; use --batch {cameras} or less, "
+                         f"or --cameras {batch} or more")
+
+
 @dataclass(frozen=True)
 class WorkerLayout:
     workers: int

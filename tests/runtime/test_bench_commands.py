@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-
 from dataclasses import replace
+
+import pytest
 
 from edge.runtime.bench_latency import LoadResult, format_report, p99_ratios
 from tests.conftest import edge_command
@@ -74,8 +75,9 @@ def test_latency_ratio_needs_published_frames():
     assert "p99 at overload / p99 at nominal: not measured" in format_report(report)
 
 
-def test_bench_pipeline_rejects_batch_over_cameras():
-    completed = subprocess.run([*edge_command(), "bench", "pipeline", "--cameras", "2", "--batch", "4"],
+@pytest.mark.parametrize("command", ["pipeline", "latency"])
+def test_bench_rejects_batch_over_cameras(command):
+    completed = subprocess.run([*edge_command(), "bench", command, "--cameras", "2", "--batch", "4"],
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
     assert "bench failed: --batch 4 is larger than --cameras 2" in completed.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import cv2
@@ -107,11 +108,19 @@ def test_fixed_batch_model_made_dynamic():
     assert loaded.session.get_inputs()[0].shape[0] == "batch"
 
 
-def test_batch_fixed_inside_graph_falls_back_to_single(caplog):
-    caplog.set_level(logging.WARNING)
-    loaded = load_model(MODEL_DIR / "plate" / "hyperlpr3_y5fu_320x_sim.onnx", ["cpu"])
+def test_batch_fixed_inside_graph_falls_back_to_single(caplog, tmp_path):
+    # A copy under a new path, so that an earlier load of the model in this process has not logged the warning.
+    path = tmp_path / "hyperlpr3_y5fu_320x_sim.onnx"
+    shutil.copy(MODEL_DIR / "plate" / "hyperlpr3_y5fu_320x_sim.onnx", path)
+    caplog.set_level(logging.DEBUG, logger="edge.runtime.session")
+
+    loaded = load_model(path, ["cpu"])
+    load_model(path, ["cpu"])
+
     assert not loaded.dynamic_batch
-    assert "batch size is fixed inside the graph; frames run one at a time" in caplog.text
+    warnings = [record for record in caplog.records if "batch size is fixed inside the graph" in record.getMessage()]
+    # Every inference worker loads the model, and only the first load warns.
+    assert [record.levelno for record in warnings] == [logging.WARNING, logging.DEBUG]
 
 
 def test_provider_fallback_logged(caplog):
