@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 
 import cv2
 import numpy as np
@@ -92,7 +92,13 @@ def _local_datetime(request: web.Request, name: str) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise QueryError("search.error_time", text) from None
-    return value.replace(tzinfo=request.app[TIMEZONE_KEY]) if value.tzinfo is None else value
+    value = value.replace(tzinfo=request.app[TIMEZONE_KEY]) if value.tzinfo is None else value
+    try:
+        value.astimezone(timezone.utc)
+    except OverflowError:
+        # Such as 0001-01-01T00:00 east of UTC, which is before the first moment that datetime can hold.
+        raise QueryError("search.error_time", text) from None
+    return value
 
 
 async def live_page(request: web.Request) -> web.Response:

@@ -49,6 +49,9 @@ BUSY_TIMEOUT_S = 10.0
 
 MAX_ACK_NOTE_CHARS = 2000
 MAX_ACK_USER_CHARS = 200
+# Texts from a box's messages, such as camera names, watchlist reasons and errors, are cut to this length.
+# Site configs and watchlists allow 200 characters, so only a faulty or foreign publisher sends more.
+MAX_FEED_TEXT_CHARS = 200
 MAX_PAGE_SIZE = 500
 PLATE_MODES = ("exact", "prefix", "wildcard")
 # Topic filters of HitQuery: None for every topic, "hits" for every `hit.` topic.
@@ -916,8 +919,11 @@ def _object(parent: dict, key: str) -> dict:
 
 
 def _text(parent: dict, key: str) -> str | None:
+    """Return the text at `key`, cut to MAX_FEED_TEXT_CHARS, or None when it is missing or not text."""
     value = parent.get(key)
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= MAX_FEED_TEXT_CHARS else value[:MAX_FEED_TEXT_CHARS - 1] + "…"
 
 
 def _number(parent: dict, key: str) -> float | None:
@@ -1000,11 +1006,13 @@ def _where_clause(query: HitQuery) -> tuple[str, tuple]:
             conditions.append(condition)
             parameters.append(value)
     if query.camera_id is not None:
-        # Camera ids are lower case. The text may also be a camera's name as its daemon reports it, which
-        # the pages show beside the id, so investigators type either.
+        # Camera ids are lower case. The text may also be part of an id or of a camera's name as its daemon
+        # reports it, which the pages show beside the id, so investigators type either. The subquery keeps
+        # the search on the camera_id index of the hits.
+        text = query.camera_id.lower()
         conditions.append("camera_id IN (SELECT ? UNION SELECT camera_id FROM cameras "
-                          "WHERE lower(camera_name) = lower(?))")
-        parameters += [query.camera_id.lower(), query.camera_id]
+                          "WHERE instr(camera_id, ?) > 0 OR instr(lower(camera_name), ?) > 0)")
+        parameters += [text, text, text]
     if query.since is not None:
         conditions.append("frame_time >= ?")
         parameters.append(_utc_text(query.since))

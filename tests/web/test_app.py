@@ -8,6 +8,7 @@ import io
 import re
 import sqlite3
 import urllib.parse
+from pathlib import Path
 
 import aiohttp
 import cv2
@@ -23,6 +24,7 @@ from edge.web.live import SESSION_ENDED_CODE
 from edge.web.security import SESSION_STORE_KEY, USER_STORE_KEY
 from edge.web.store import HitQuery
 from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, FakeClock, log_in, page_csrf_token
+from tests.web.layout_support import CHROMIUM, measure_layout
 
 
 def jpeg(width: int = 320, height: int = 240, value: int = 90) -> bytes:
@@ -176,13 +178,18 @@ async def test_search_offers_known_cameras(app_and_client):
 @pytest.mark.parametrize("params, shown", [
     ({"since": "yesterday"}, "时间格式无效：yesterday"),
     ({"since": "2026-12-04T12:00", "until": "2026-12-04T11:00"}, "结束时间 2026-12-04T11:00 不晚于开始时间"),
+    # Year 1 in Asia/Shanghai is before the first moment in UTC that Python's datetime holds.
+    ({"since": "0001-01-01T00:00"}, "时间格式无效：0001-01-01T00:00"),
 ])
 async def test_search_rejects_bad_time(app_and_client, params, shown):
     _app, client = app_and_client
-    await log_in(client, "viewer")
+    await log_in(client, "investigator")
     response = await client.get("/search", params=params)
+    export = await client.get("/search.csv", params=params)
     assert response.status == 400
     assert shown in await response.text()
+    assert export.status == 400
+    assert shown in await export.text()
 
 
 async def test_search_pages(aiohttp_client, tmp_path, web_config):
@@ -536,7 +543,28 @@ async def test_pages_show_camera_names(app_and_client):
         text = await (await client.get(path)).text()
         assert "北门入口 (gate-north)" in text, path
     # A camera whose daemon sent no name keeps its id.
-    assert "<td>gate-south</td>" in await (await client.get("/cameras")).text()
+    assert '<td class="camera">gate-south</td>' in await (await client.get("/cameras")).text()
+
+
+WIDTH_SCRIPT = """document.body.dataset.layout = JSON.stringify({
+  scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth});"""
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+async def test_long_camera_name_keeps_layout(app_and_client, tmp_path):
+    app, client = app_and_client
+    health = health_message(10.0, 100)
+    # Longer than any site config allows, as a faulty box could send it; the store cuts it.
+    health["cameras"][0]["camera_name"] = "X" * 500
+    app[HIT_STORE_KEY].update_health(health)
+    await log_in(client, "viewer")
+    for path in ("/", "/search?type=hits", "/cameras"):
+        html = await (await client.get(path)).text()
+        assert "X" * 100 in html, path
+
+        layout = measure_layout(html, tmp_path, WIDTH_SCRIPT)
+
+        assert layout["scrollWidth"] <= layout["innerWidth"], (path, layout)
 
 
 @pytest.mark.parametrize("role", ["viewer", "investigator", "admin"])

@@ -16,6 +16,7 @@ from edge.web.store import (
     DATABASE_NAME,
     AlreadyAcknowledgedError,
     MAX_ACK_NOTE_CHARS,
+    MAX_FEED_TEXT_CHARS,
     ORPHAN_GRACE_S,
     ORPHAN_SWEEP_INTERVAL_S,
     SECONDS_PER_DAY,
@@ -362,7 +363,12 @@ def test_search_filters(search_store, query, expected):
     ("South Gate", [4, 3]),
     ("south gate", [4, 3]),
     ("北门", [6, 5, 2, 1]),
-    ("South", []),
+    # Part of a name or of an id matches too.
+    ("South", [4, 3]),
+    ("北", [6, 5, 2, 1]),
+    ("-nor", [6, 5, 2, 1]),
+    ("gate", [6, 5, 4, 3, 2, 1]),
+    ("west", []),
 ])
 def test_search_camera_by_name_or_id(search_store, typed, expected):
     search_store.update_health(health_header(10.0, [{**camera("gate-south", 100), "camera_name": "South Gate"},
@@ -597,6 +603,15 @@ def test_health_fps_from_frames_decoded(store, clock):
     assert north.updated_at == "2026-11-30T00:53:25.000Z"
     assert east.fps == 0.0
     assert east.state == "backoff"
+
+
+def test_long_feed_texts_cut(store):
+    store.update_health(health_header(10.0, [{**camera("gate-north", 100), "camera_name": "X" * 500,
+                                              "last_error": "E" * 5000}]))
+    (status,) = store.camera_status()
+    assert len(status.camera_name) == MAX_FEED_TEXT_CHARS
+    assert status.camera_name.endswith("X…")
+    assert len(status.last_error) == MAX_FEED_TEXT_CHARS
 
 
 def test_health_fps_unknown_after_restart(store):

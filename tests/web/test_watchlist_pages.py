@@ -3,10 +3,7 @@ and enrolled photos beside face hits."""
 
 from __future__ import annotations
 
-import html as html_module
-import json
 import re
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -16,7 +13,7 @@ from aiohttp import FormData
 
 from edge.config.web import WebConfig
 from edge.watchlist.faces import FaceWatchlist
-from edge.web.app import STATIC_DIR, create_app
+from edge.web.app import create_app
 from edge.web.audit import AUDIT_LOG_KEY
 from edge.web.keys import HIT_STORE_KEY, WATCHLIST_KEY
 from edge.web.routes_faces import PHOTO_VIEW_MAX_SIDE
@@ -24,10 +21,10 @@ from edge.web.security import USER_STORE_KEY
 from tests.conftest import ASSETS
 from tests.watchlist.test_enrol import small_blurred_face
 from tests.web.auth_support import FAST_SCRYPT, PASSWORDS, log_in, page_csrf_token
+from tests.web.layout_support import CHROMIUM, measure_layout
 from tests.web.test_store import face_message
 
 FACES = ASSETS / "images" / "faces"
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
@@ -504,13 +501,13 @@ async def test_no_model_warning_when_models_present(aiohttp_client, tmp_path, ca
     assert not any("face enrolment models" in record.message for record in caplog.records)
 
 
-LAYOUT_SCRIPT = """<script>
+LAYOUT_SCRIPT = """
 const entries = document.querySelectorAll("#plate-entries tbody tr");
 document.body.dataset.layout = JSON.stringify({
   scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
   rowHeights: Array.from(entries, (row) => row.offsetHeight),
   selectWidth: document.querySelector("#filter-plates select").offsetWidth});
-</script>"""
+"""
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
@@ -519,18 +516,9 @@ async def test_long_list_name_keeps_layout(admin, tmp_path):
     long_name = "长" * 100 + "x" * 100  # the maximum length the store accepts
     app[WATCHLIST_KEY].add_plate("京A12345", "case 1", long_name)
     html = await (await client.get("/watchlists/plates")).text()
-    # The page is opened as a file, so the stylesheet is linked by its path and the scripts are left out.
-    html = html.replace('href="/static/style.css"', f'href="{STATIC_DIR / "style.css"}"')
-    html = re.sub(r"<script src=[^>]*></script>", "", html).replace("</body>", LAYOUT_SCRIPT + "</body>")
-    page = tmp_path / "plates.html"
-    page.write_text(html, encoding="utf-8")
 
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800",
-                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60, check=True).stdout
+    layout = measure_layout(html, tmp_path, LAYOUT_SCRIPT)
 
-    match = re.search(r'data-layout="([^"]*)"', dom)
-    assert match, dom[-500:]
-    layout = json.loads(html_module.unescape(match.group(1)))
     assert layout["scrollWidth"] <= layout["innerWidth"], layout
     assert max(layout["rowHeights"]) < 60, layout
     assert layout["selectWidth"] <= 320, layout
