@@ -338,14 +338,21 @@ class WatchlistStore:
             conditions.append("list_name = ?")
             values.append(list_name)
         detail = {"target": values[0], **({"list_name": list_name} if list_name is not None else {})}
-        return self._remove_where(" AND ".join(conditions), values, actor, "plate.remove", detail)
+        return len(self._remove_where(" AND ".join(conditions), values, actor, "plate.remove", detail))
+
+    def remove_entry(self, entry_id: int, actor: str | None = None) -> PlateEntry | None:
+        """Delete the entry with id `entry_id` and return it, or return None when there is none."""
+        actor = resolve_actor(actor)
+        removed = self._remove_where("id = ?", [entry_id], actor, "plate.remove", {"target": entry_id})
+        return removed[0] if removed else None
 
     def remove_list(self, list_name: str, actor: str | None = None) -> int:
         """Delete every entry on `list_name` and return how many; nothing is audited when the list is empty."""
         actor = resolve_actor(actor)
-        return self._remove_where("list_name = ?", [list_name], actor, "plate.remove", {"list_name": list_name})
+        return len(self._remove_where("list_name = ?", [list_name], actor, "plate.remove", {"list_name": list_name}))
 
-    def _remove_where(self, condition: str, values: list, actor: str, action: str, detail: dict) -> int:
+    def _remove_where(self, condition: str, values: list, actor: str, action: str,
+                      detail: dict) -> list[PlateEntry]:
         with self.transaction(write=True) as connection:
             rows = connection.execute(
                 "SELECT id, pattern, max_edits, reason, list_name, created_at, created_by FROM plate_entries "
@@ -353,12 +360,12 @@ class WatchlistStore:
                 values,
             ).fetchall()
             if not rows:
-                return 0
+                return []
             connection.execute(f"DELETE FROM plate_entries WHERE {condition}", values)
-            removed = [_entry_detail(PlateEntry(*row)) for row in rows]
-            self.append_audit(connection, actor, action, {**detail, "removed": removed})
+            removed = [PlateEntry(*row) for row in rows]
+            self.append_audit(connection, actor, action, {**detail, "removed": [_entry_detail(e) for e in removed]})
         log.debug("%d watchlist entries removed by %s: %s", len(rows), actor, detail)
-        return len(rows)
+        return removed
 
     def replace_plate_entries(self, connection: sqlite3.Connection, entries: list[PlateEntry]) -> bool:
         """Replace every plate entry with `entries`, keeping their ids, inside the caller's write transaction.

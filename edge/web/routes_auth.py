@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import math
 import secrets
@@ -16,6 +15,7 @@ from yarl import URL
 
 from edge.config.web import LANGUAGES
 from edge.web.audit import ACTIONS, AUDIT_LOG_KEY, audit_request
+from edge.web.audit_format import format_detail
 from edge.web.auth import (
     END_PASSWORD_CHANGED,
     END_REASONS,
@@ -26,7 +26,7 @@ from edge.web.auth import (
     User,
     UserError,
 )
-from edge.web.i18n import LANGUAGE_COOKIE, Translator
+from edge.web.i18n import LANGUAGE_COOKIE
 from edge.web.render import page_number, path_id, render, translator
 from edge.web.security import (
     HASH_EXECUTOR_KEY,
@@ -287,23 +287,3 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
     return render(request, "audit.html", page=page, actions=ACTIONS, user_filter=user_filter,
                   action_filter=action_filter, page_link=page_link,
                   format_detail=functools.partial(format_detail, translator(request)))
-
-
-# Detail keys with a label in the catalogues' [audit.fields]; other keys are shown as they are stored.
-AUDIT_DETAIL_FIELDS = (
-    "name", "role", "old_role", "required_role", "method", "path", "throttled", "query", "results", "rows", "hit_id",
-    "topic", "camera_id", "note", "entry_id", "pattern", "list_name", "reason", "max_edits", "removed", "file_name",
-    "file_names", "sha256", "loaded", "rejected", "person_id", "user_id", "sessions_ended", "disabled",
-)
-
-
-def format_detail(t: Translator, detail: dict) -> str:
-    """Return an audit row's detail as "label: value" pairs in the page's language, keys in sorted order."""
-    pairs = []
-    for key in sorted(detail):
-        label = t(f"audit.fields.{key}") if key in AUDIT_DETAIL_FIELDS else key
-        value = detail[key]
-        # ensure_ascii=False keeps Chinese names readable, and the template escapes the text.
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-        pairs.append(t("audit.detail_format.pair", field=label, value=text))
-    return t("audit.detail_format.separator").join(pairs)

@@ -227,9 +227,12 @@ async def add_face(request: web.Request) -> web.Response:
 async def remove_face(request: web.Request) -> web.Response:
     person_id = path_id(request, "person_id")
     watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])
+    # Read before the removal, so that the audit row names whom the removal took off the watchlist.
+    person = await asyncio.to_thread(watchlist.person, person_id)
     removed = await asyncio.to_thread(watchlist.remove_person, person_id, web_actor(request))
     if removed:
-        audit_request(request, "watchlist_face_remove", person_id=person_id)
+        names = {"name": person.name, "list_name": person.list_name, "reason": person.reason} if person else {}
+        audit_request(request, "watchlist_face_remove", person_id=person_id, **names)
     raise _faces_redirect("removed" if removed else "not_found", person_id)
 
 

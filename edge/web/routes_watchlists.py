@@ -16,6 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from edge.watchlist.enrol import MAX_PHOTO_BYTES
+from edge.watchlist.store import PlateEntry
 from edge.watchlist.plates import (InvalidEntryError, WatchlistError, check_pattern_can_match, normalise_pattern,
                                    validate_max_edits)
 from edge.web.audit import audit_request
@@ -37,6 +38,8 @@ PLATE_NOTICES = ("added", "removed", "list_removed", "not_found")
 # Rejected CSV rows listed on the page after an import. The rest are only counted, because a file of
 # 200,000 bad rows would otherwise produce a page of that many rows.
 MAX_REJECTED_ROWS_SHOWN = 200
+# List names named in the audit row of one import; a file may spread its rows over many lists.
+MAX_AUDITED_LIST_NAMES = 20
 # The letters that plates never contain, which a plate read replaces by the digits 1 and 0.
 LETTERS_NOT_ON_PLATES = ("I", "O")
 
@@ -151,10 +154,11 @@ async def _plate_form_error(request: web.Request, pattern: str, list_name: str, 
 @require_role("admin")
 async def remove_plate(request: web.Request) -> web.Response:
     entry_id = path_id(request, "entry_id")
-    removed = await asyncio.to_thread(request.app[WATCHLIST_KEY].remove_plate, entry_id, web_actor(request))
-    if removed:
-        audit_request(request, "watchlist_plate_remove", entry_id=entry_id)
-    raise _after_removal("removed" if removed else "not_found", removed)
+    entry = await asyncio.to_thread(request.app[WATCHLIST_KEY].remove_entry, entry_id, web_actor(request))
+    if entry is not None:
+        audit_request(request, "watchlist_plate_remove", entry_id=entry_id, pattern=entry.pattern,
+                      list_name=entry.list_name, reason=entry.reason, max_edits=entry.max_edits)
+    raise _after_removal("removed" if entry is not None else "not_found", int(entry is not None))
 
 
 @require_role("admin")
@@ -199,7 +203,7 @@ async def import_plates(request: web.Request) -> web.Response:
             detail = import_error_text(t, error, file_name) or str(error).replace(str(path), file_name)
             return await _plates_page(request, 400, error=t("watchlist.import_failed"), error_detail=detail)
     audit_request(request, "watchlist_plate_import", file_name=upload.filename, sha256=report.sha256,
-                  loaded=len(report.loaded), rejected=len(report.rejected))
+                  loaded=len(report.loaded), rejected=len(report.rejected), **import_summary(report.loaded))
     message = t("watchlist.imported", loaded=len(report.loaded), rejected=len(report.rejected))
     listed_rows = [(row.line, entry_error_text(t, row.key, row.fields) if row.key else row.message)
                    for row in report.rejected[:MAX_REJECTED_ROWS_SHOWN]]
@@ -217,6 +221,21 @@ def import_error_text(t: Translator, error: WatchlistError, file_name: str) -> s
                 for part in ("missing", "unknown", "repeated") if error.fields[part]]
     return t("watchlist.import_bad_header", file_name=file_name,
              problems=t("watchlist.problem_separator").join(problems), columns=error.fields["columns"])
+
+
+def import_summary(loaded: list[PlateEntry]) -> dict:
+    """Return the lists and the entry id range of an import, bounded in size, for its audit row.
+
+    Imports add entries with consecutive ids, so the range leads from the audit row to the entries.
+    """
+    if not loaded:
+        return {}
+    list_names = sorted({entry.list_name for entry in loaded})
+    ids = [entry.id for entry in loaded]
+    summary = {"list_names": list_names[:MAX_AUDITED_LIST_NAMES], "entry_ids": f"{min(ids)}-{max(ids)}"}
+    if len(list_names) > MAX_AUDITED_LIST_NAMES:
+        summary["more_lists"] = len(list_names) - MAX_AUDITED_LIST_NAMES
+    return summary
 
 
 def missing_fields_text(t: Translator, fields: dict[str, str]) -> str | None:

@@ -185,13 +185,30 @@ async def test_audit_page_shows_rows(aiohttp_client, tmp_path, clock):
 
 
 @pytest.mark.parametrize("language, shown", [
-    ("zh-CN", "检索条件：{&#34;plate&#34;: &#34;粤B12345&#34;}；结果数：2；unlisted：x"),
-    ("en", "search: {&#34;plate&#34;: &#34;粤B12345&#34;}; results: 2; unlisted: x"),
+    ("zh-CN", "检索条件：车牌号=粤B12345，类型=全部布控命中，页码=2；结果数：2；unlisted：x"),
+    ("en", "search: Plate=粤B12345, Type=All watchlist hits, Page=2; results: 2; unlisted: x"),
 ])
 async def test_audit_detail_labelled_in_page_language(aiohttp_client, tmp_path, clock, language, shown):
     client, audit_log = await admin_client(aiohttp_client, tmp_path, clock)
-    audit_log.record("alice", "search", None, {"query": {"plate": "粤B12345"}, "results": 2, "unlisted": "x"})
+    audit_log.record("alice", "search", None, {"query": {"type": "hits", "plate": "粤B12345", "page": "2"},
+                                               "results": 2, "unlisted": "x"})
     client.session.cookie_jar.update_cookies({"lang": language})
+
+    text = await (await client.get("/audit")).text()
+
+    assert f"<code>{shown}</code>" in text
+
+
+@pytest.mark.parametrize("detail, shown", [
+    ({"topic": "hit.plate", "hit_id": 7}, "告警编号：7；类型：车牌布控命中"),
+    ({"name": "bob", "role": "investigator", "old_role": "viewer"}, "名称：bob；原角色：查看员；角色：侦查员"),
+    ({"name": "bob", "throttled": True}, "名称：bob；已限流：是"),
+    ({"file_names": ["a.jpg", "b.jpg"]}, "文件名：a.jpg、b.jpg"),
+    ({"topic": "det"}, "类型：det"),
+])
+async def test_audit_detail_values_in_words(aiohttp_client, tmp_path, clock, detail, shown):
+    client, audit_log = await admin_client(aiohttp_client, tmp_path, clock)
+    audit_log.record("alice", "view_hit", None, detail)
 
     text = await (await client.get("/audit")).text()
 
@@ -200,7 +217,7 @@ async def test_audit_detail_labelled_in_page_language(aiohttp_client, tmp_path, 
 
 def test_every_detail_field_has_a_label():
     from edge.web.i18n import Catalogues
-    from edge.web.routes_auth import AUDIT_DETAIL_FIELDS
+    from edge.web.audit_format import AUDIT_DETAIL_FIELDS
 
     for language, messages in Catalogues.load().messages.items():
         missing = [field for field in AUDIT_DETAIL_FIELDS if f"audit.fields.{field}" not in messages]

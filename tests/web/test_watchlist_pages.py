@@ -66,6 +66,10 @@ async def test_add_and_remove_plate(admin):
 
     again = await client.post(f"/watchlists/plates/{entry.id}/remove", data={"csrf_token": token})
     assert "没有找到要删除的条目" in await again.text()
+    # The audit row names what went, because the entry itself is gone.
+    (record,) = app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_plate_remove").records
+    assert record.detail == {"entry_id": entry.id, "pattern": "苏B*123", "list_name": "stolen-vehicles",
+                             "reason": "case 7", "max_edits": 1}
 
 
 async def test_text_fields_stop_at_store_limit(admin):
@@ -244,6 +248,28 @@ async def test_bad_photo_among_several_enrols_nothing(admin):
     assert response.status == 400
     assert "notes.txt：文件不是可识别的 JPEG 或 PNG 图片" in await response.text()
     assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
+
+
+async def test_import_audit_names_lists_and_ids(admin):
+    app, client, token = admin
+    app[WATCHLIST_KEY].add_plate("京A00001", "earlier entry", "stolen")
+    csv_text = ("pattern,reason,list_name,max_edits\n"
+                "京A12345,case 1,stolen,0\n"
+                "沪B54321,case 2,wanted,0\n"
+                "沪B54322,,wanted,0\n"
+                "沪B54323,case 4,wanted,1\n")
+    response = await client.post("/watchlists/plates/import",
+                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    assert response.status == 200
+
+    (record,) = app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_plate_import").records
+    assert record.detail["loaded"] == 3
+    assert record.detail["rejected"] == 1
+    assert record.detail["list_names"] == ["stolen", "wanted"]
+    assert record.detail["entry_ids"] == "2-4"
+    audit_page = await (await client.get("/audit")).text()
+    assert "布控库：stolen、wanted" in audit_page
+    assert "条目编号范围：2-4" in audit_page
 
 
 async def test_rejected_rows_explained_in_chinese(admin):
@@ -469,6 +495,9 @@ async def test_enrol_and_remove_face_redirect_with_notice(admin):
     assert f"已删除布控人员 {person.id} 及其照片。" in await removed.text()
     again = await client.post(f"/watchlists/faces/{person.id}/remove", data={"csrf_token": token})
     assert f"没有找到布控人员 {person.id}" in await again.text()
+    (record,) = app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_face_remove").records
+    assert record.detail == {"person_id": person.id, "name": "Barack Obama", "list_name": "vip",
+                             "reason": "test enrolment"}
 
 
 async def test_enrol_without_models_explained(admin, monkeypatch, tmp_path, caplog):
