@@ -44,6 +44,7 @@ ACTIONS = (
     "user_role",
     "user_password",
     "user_disable",
+    "password_change_failed",
     "forbidden",
 )
 # Detail keys containing these words are rejected, so that a secret cannot reach the append-only log.

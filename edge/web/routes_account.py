@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import web
 
+from edge.web.audit import audit_request
 from edge.web.auth import END_PASSWORD_CHANGED, USER_KEY, UserError
 from edge.web.render import render, translator
 from edge.web.routes_auth import run_hashing
@@ -30,12 +32,20 @@ async def change_password(request: web.Request) -> web.StreamResponse:
         return render(request, "account.html", status=400, error=t("account.same_password"))
 
     # The current password is checked like a login, so a left-open browser cannot be used to guess it.
+    # Failures count towards the login block of the user, and both kinds are audited like failed logins.
     limiter = request.app[RATE_LIMITER_KEY]
-    if limiter.retry_after_s(request.remote, user.name) > 0:
-        return render(request, "account.html", status=429, error=t("account.throttled"))
+    wait_s = limiter.retry_after_s(request.remote, user.name)
+    if wait_s > 0:
+        seconds = math.ceil(wait_s)
+        audit_request(request, "password_change_failed", throttled=True)
+        log.warning("password change by %s from %s throttled for %d s", user.name, request.remote, seconds)
+        response = render(request, "account.html", status=429, error=t("account.throttled", seconds=seconds))
+        response.headers["Retry-After"] = str(seconds)
+        return response
     users = request.app[USER_STORE_KEY]
     if await run_hashing(request, users.authenticate, user.name, current) is None:
         limiter.record_failure(request.remote, user.name)
+        audit_request(request, "password_change_failed")
         log.info("password change by %s rejected: wrong current password", user.name)
         return render(request, "account.html", status=400, error=t("account.wrong_current"))
     try:

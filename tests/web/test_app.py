@@ -602,6 +602,26 @@ async def test_change_own_password_rejected(aiohttp_client, tmp_path, web_config
     assert app[USER_STORE_KEY].authenticate("viewer", PASSWORDS["viewer"]) is not None
 
 
+async def test_wrong_current_passwords_audited_and_throttled(aiohttp_client, tmp_path, web_config):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, "viewer")
+    token = await page_csrf_token(client)
+    form = {"csrf_token": token, "current_password": "wrong-password-9", "new_password": "viewer-new-password-2",
+            "repeat_password": "viewer-new-password-2"}
+    for _ in range(5):
+        assert (await client.post("/account/password", data=form)).status == 400
+
+    throttled = await client.post("/account/password", data=form)
+
+    assert throttled.status == 429
+    assert int(throttled.headers["Retry-After"]) > 0
+    text = await throttled.text()
+    assert re.search(r"失败次数过多，请 \d+ 秒后再试。在此之前，该用户名的登录也会被拒绝。", text), text[-800:]
+    records = app[AUDIT_LOG_KEY].query(1, 50, action="password_change_failed").records
+    assert len(records) == 6
+    assert records[0].detail == {"throttled": True}
+    assert [record.user for record in records] == ["viewer"] * 6
+
+
 async def test_image_requests_keep_session_idle(aiohttp_client, tmp_path, web_config):
     app, client = await client_as(aiohttp_client, tmp_path, web_config, None)
     sessions = app[SESSION_STORE_KEY]
