@@ -19,6 +19,8 @@ pre-2017 embassy and consulate layouts with six digits are not accepted either.
 
 from __future__ import annotations
 
+import unicodedata
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -225,7 +227,9 @@ def _normalise_indexed(raw: str) -> list[tuple[int, str]]:
     kept = []
     for index, character in enumerate(raw):
         character = _to_half_width(character)
-        if character.isspace() or character in SEPARATORS:
+        # Format characters such as the zero-width space and the byte order mark are invisible and come
+        # with text pasted from documents and chat messages.
+        if character.isspace() or character in SEPARATORS or unicodedata.category(character) == "Cf":
             continue
         # Only ASCII letters are upper-cased, because str.upper turns some letters (ß) into
         # two characters, which would break the alignment with the probabilities.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import string
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -108,7 +109,7 @@ def normalise_pattern(pattern: str) -> str:
             f"invalid plate pattern {pattern!r}: {listed_characters} {verb} not allowed; "
             f"use a province abbreviation such as 京 or 苏, one of {SPECIAL_CHARACTERS}, A-Z, 0-9, "
             "'*' for any run of characters and '?' for exactly one character",
-            "reject_characters", characters=" ".join(invalid)
+            "reject_characters", characters=" ".join(map(visible_character, invalid))
         )
     if len(normalised) > MAX_PATTERN_LENGTH:
         raise InvalidEntryError(
@@ -116,6 +117,13 @@ def normalise_pattern(pattern: str) -> str:
             f"maximum {MAX_PATTERN_LENGTH}; a plate has at most 8", "reject_pattern_long", limit=MAX_PATTERN_LENGTH
         )
     return normalised
+
+
+def visible_character(character: str) -> str:
+    """Return `character`, or its code point such as U+200B where it prints as nothing or as a blank."""
+    if unicodedata.category(character) in ("Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Co", "Cn"):
+        return f"U+{ord(character):04X}"
+    return character
 
 
 def validate_max_edits(max_edits: object, pattern: str) -> int:

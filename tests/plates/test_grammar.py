@@ -69,6 +69,7 @@ def test_every_province_accepted(province):
         pytest.param("鄂ＥＫＮ３５９", id="full-width"),
         pytest.param("鄂Ｅ\u3000ＫＮ３５９", id="ideographic-space"),
         pytest.param(" 鄂e·kn359 ", id="lower-case"),
+        pytest.param("鄂E\u200bKN359\ufeff", id="zero-width-space"),
     ],
 )
 def test_separators_normalised(raw):

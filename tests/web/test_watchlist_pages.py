@@ -118,6 +118,8 @@ async def test_remove_whole_list(admin):
 @pytest.mark.parametrize("form, shown", [
     ({"pattern": "", "list_name": "l", "reason": "r", "max_edits": "0"}, "请填写：车牌或模式。"),
     ({"pattern": "京A12%45", "list_name": "l", "reason": "r", "max_edits": "0"}, "车牌或模式含有不允许的字符 %"),
+    # A combining mark prints as nothing on its own, so it is named by its code point.
+    ({"pattern": "京A12\u0301345", "list_name": "l", "reason": "r", "max_edits": "0"}, "不允许的字符 U+0301；"),
     ({"pattern": "ABCD", "list_name": "l", "reason": "r", "max_edits": "0"}, "ABCD 不可能匹配任何车牌"),
     ({"pattern": "1234567", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
     ({"pattern": "京京京京京京京", "list_name": "l", "reason": "r", "max_edits": "0"}, "它不符合任何中国大陆车牌格式"),
