@@ -74,7 +74,8 @@ def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | Non
 
 @web.middleware
 async def error_page_middleware(request: web.Request, handler):
-    """Return a page in the user's language for an oversized upload (413) and an unknown path (404)."""
+    """Return a page in the user's language for an oversized upload (413), an unknown path (404) and a
+    method that the path does not take (405), such as a form's POST address opened with GET."""
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
@@ -84,6 +85,13 @@ async def error_page_middleware(request: web.Request, handler):
         return response
     except web.HTTPNotFound:
         return error_response(request, 404, "error.not_found")
+    except web.HTTPMethodNotAllowed as error:
+        if request.method in ("GET", "HEAD"):
+            response = error_response(request, 405, "error.form_only")
+        else:
+            response = error_response(request, 405, "error.method_not_allowed", method=request.method)
+        response.headers["Allow"] = error.headers["Allow"]
+        return response
 
 
 async def _feed_intake(app: web.Application, zmq_context: zmq.Context | None) -> AsyncIterator[None]:

@@ -72,6 +72,45 @@ def path_id(request: web.Request, name: str) -> int:
     return value
 
 
+def page_path(request: web.Request) -> str:
+    """Return the path of the page to show when this request's path is opened again with GET.
+
+    That is the path itself when it has a GET route, else its nearest parent that has one, or '/'. A form
+    POST such as /watchlists/plates/import or /users/3/role has no page of its own, so links that reload
+    the page, such as the language switch, go to /watchlists/plates or /users instead.
+    """
+    path = request.rel_url.path_safe
+    while path not in ("", "/"):
+        if _has_get_route(request.app, path):
+            return path
+        path = path.rsplit("/", 1)[0]
+    return "/"
+
+
+def _has_get_route(app: web.Application, path: str) -> bool:
+    # The router matches `path_safe` (percent-encoded slashes stay encoded), and so does this.
+    for resource in app.router.resources():
+        info = resource.get_info()
+        if "path" in info:
+            matches = info["path"] == path
+        elif "pattern" in info:
+            matches = info["pattern"].fullmatch(path) is not None
+        else:
+            continue  # static files and sub-apps, which are no pages
+        if matches and any(route.method == "GET" for route in resource):
+            return True
+    return False
+
+
+def switch_target(request: web.Request) -> str:
+    """Return the language switch's target: this page with its query, or the GET page of a form POST."""
+    routed = request.match_info.http_exception is None
+    if request.method in ("GET", "HEAD") and routed:
+        # The query stays, so a search stays on screen.
+        return request.rel_url.path_qs
+    return page_path(request)
+
+
 def translator(request: web.Request) -> Translator:
     return request.app[CATALOGUES_KEY].translator(request_language(request))
 
@@ -113,8 +152,7 @@ def render(request: web.Request, template_name: str, status: int = 200, **contex
         csrf_token=session.csrf_token if session is not None else "",
         local_time=lambda value: local_time(request, value),
         path=request.path,
-        # The language switch returns here with the query, so a search stays on screen.
-        path_qs=request.rel_url.path_qs if request.method == "GET" else request.path,
+        switch_next=switch_target(request),
         **context,
     )
     return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
