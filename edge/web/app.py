@@ -23,9 +23,9 @@ from edge.web.render import TEMPLATES_KEY, render_fragment, setup_rendering
 from edge.web.routes_account import add_account_routes
 from edge.web.routes_auth import add_auth_routes
 from edge.web.routes_cameras import add_camera_routes
-from edge.web.routes_faces import add_face_routes
+from edge.web.routes_faces import add_face_routes, add_face_too_large_page
 from edge.web.routes_hits import add_hit_routes
-from edge.web.routes_watchlists import MAX_REQUEST_BYTES, add_watchlist_routes
+from edge.web.routes_watchlists import MAX_REQUEST_BYTES, add_watchlist_routes, import_too_large_page
 from edge.web.security import USER_STORE_KEY, error_response, setup_security
 from edge.web.store import HitStore
 from edge.web.watchlist_api import add_watchlist_api_routes
@@ -36,6 +36,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 WATCHLIST_DATABASE = "watchlists.sqlite"
 BOOTSTRAP_ADMIN = "admin"
 MIB = 1024 * 1024
+# Upload forms that show their own page, with the error above the form, for an upload over MAX_REQUEST_BYTES.
+TOO_LARGE_PAGES = {"/watchlists/plates/import": import_too_large_page, "/watchlists/faces": add_face_too_large_page}
 
 
 def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | None = None,
@@ -79,7 +81,11 @@ async def error_page_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        response = error_response(request, 413, "error.too_large")
+        page = TOO_LARGE_PAGES.get(request.path) if request.method == "POST" else None
+        if page is not None:
+            response = await page(request)
+        else:
+            response = error_response(request, 413, "error.too_large")
         # The rest of the body is not read, so the connection cannot carry another request.
         response.force_close()
         return response

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from edge.config.web import LANGUAGES
 from edge.plates.grammar import COLOURS, PLATE_TYPES
+from edge.watchlist.enrol import MAX_PHOTO_BYTES
 from edge.watchlist.store import MAX_TEXT_LENGTH
 from edge.web.auth import USER_KEY, SESSION_KEY
 from edge.web.i18n import LANGUAGE_COOKIE, Catalogues, Translator
@@ -39,6 +40,9 @@ def setup_rendering(app: web.Application, default_language: str, timezone_name: 
     templates.globals["hit_topics"] = HIT_TOPICS
     # Form fields stop at the watchlist's own limit, so a too-long reason never gets the store's English error.
     templates.globals["max_text_chars"] = MAX_TEXT_LENGTH
+    # Upload forms check the total size of the chosen files against this before sending. The request
+    # limit (MAX_REQUEST_BYTES) leaves 64 KiB more for the other fields, so a form within it is not rejected.
+    templates.globals["max_upload_bytes"] = MAX_PHOTO_BYTES
     app[TEMPLATES_KEY] = templates
     app[CATALOGUES_KEY] = Catalogues.load()
     app[DEFAULT_LANGUAGE_KEY] = default_language

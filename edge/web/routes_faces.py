@@ -224,6 +224,12 @@ async def add_face(request: web.Request) -> web.Response:
 
 
 @require_role("admin")
+async def add_face_too_large_page(request: web.Request) -> web.Response:
+    """Render the faces page with the 413 message for photos over MAX_REQUEST_BYTES, which were not read."""
+    return await _faces_page(request, 413, error=translator(request)("error.too_large"))
+
+
+@require_role("admin")
 async def remove_face(request: web.Request) -> web.Response:
     person_id = path_id(request, "person_id")
     watchlist = FaceWatchlist(request.app[WATCHLIST_KEY])

@@ -212,6 +212,12 @@ async def import_plates(request: web.Request) -> web.Response:
                               message_class="warning" if report.rejected else "message")
 
 
+@require_role("admin")
+async def import_too_large_page(request: web.Request) -> web.Response:
+    """Render the plates page with the 413 message for an import over MAX_REQUEST_BYTES, which was not read."""
+    return await _plates_page(request, 413, error=translator(request)("error.too_large"))
+
+
 def import_error_text(t: Translator, error: WatchlistError, file_name: str) -> str | None:
     """Return the page's text for an import of `file_name` that failed as a whole, or None without a key."""
     key = getattr(error, "key", "")

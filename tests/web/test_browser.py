@@ -223,3 +223,48 @@ def test_live_page_leaves_after_logout_elsewhere(web_service, browser):
     # The server checks each live socket's login every few seconds and closes it once the login is gone.
     WebDriverWait(browser, WAIT_S).until(lambda d: "/login" in d.current_url,
                                          message=f"live page still open {WAIT_S} s after the logout")
+
+
+def test_oversized_upload_stopped_in_browser(web_service, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    big_photo = tmp_path / "big.jpg"
+    big_photo.write_bytes(b"\xff\xd8\xff" + bytes(11 * 1024 * 1024))
+    small_photo = tmp_path / "small.jpg"
+    small_photo.write_bytes(jpeg())
+    browser.get(web_service + "/login")
+    fill(browser, "#login-form", {"name": "admin", "password": ADMIN_PASSWORD})
+    wait_for_text(browser, "h1", "实时告警")
+
+    browser.get(web_service + "/watchlists/faces")
+    form = browser.find_element(By.ID, "add-face")
+    for name, value in (("name", "张三"), ("list_name", "vip"), ("reason", "案件 2026-7")):
+        form.find_element(By.NAME, name).send_keys(value)
+    form.find_element(By.NAME, "photo").send_keys(str(big_photo))
+    message = browser.find_element(By.CSS_SELECTOR, "[data-too-large='add-face']")
+    assert message.is_displayed(), "the message shows as soon as the file is chosen"
+    assert message.text == "所选文件过大：合计不能超过 10 MB。表单未提交，请选择较小的文件。"
+
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert browser.current_url == web_service + "/watchlists/faces"
+    assert browser.find_element(By.NAME, "name").get_attribute("value") == "张三", "the form was not sent"
+    assert message.is_displayed()
+
+    form.find_element(By.NAME, "photo").clear()
+    form.find_element(By.NAME, "photo").send_keys(str(small_photo))
+    assert not message.is_displayed(), "a file within the limit hides the message"
+
+    browser.get(web_service + "/watchlists/plates")
+    form = browser.find_element(By.ID, "import-plates")
+    form.find_element(By.NAME, "file").send_keys(str(big_photo))
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert browser.current_url == web_service + "/watchlists/plates"
+    assert browser.find_element(By.CSS_SELECTOR, "[data-too-large='import-plates']").is_displayed()
+
+    # Without the script's check, the server's 413 page is the watchlist page with its form.
+    browser.execute_script("document.getElementById('import-plates').removeAttribute('data-max-bytes')")
+    form = browser.find_element(By.ID, "import-plates")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_for_text(browser, "p.error", "上传内容过大：不能超过 10 MB。未做任何更改。")
+    assert browser.current_url == web_service + "/watchlists/plates/import"
+    assert browser.find_element(By.ID, "import-plates").is_displayed()

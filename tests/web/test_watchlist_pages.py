@@ -327,6 +327,37 @@ async def test_bad_face_upload_changes_nothing(admin, case, data, status, shown)
     assert app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_face_add").total == 0
 
 
+@pytest.mark.parametrize("path, field, form_id", [
+    ("/watchlists/plates/import", "file", "import-plates"),
+    ("/watchlists/faces", "photo", "add-face"),
+])
+async def test_oversized_upload_shows_watchlist_page(admin, path, field, form_id):
+    app, client, token = admin
+    data = b"\xff\xd8\xff" + bytes(11 * 1024 * 1024)
+    response = await client.post(path, data=upload_form(token, field, data, "big.jpg", name="Someone",
+                                                        list_name="vip", reason="test"))
+
+    assert response.status == 413
+    text = await response.text()
+    assert "上传内容过大：不能超过 10 MB。未做任何更改。" in text
+    assert f'id="{form_id}"' in text, "the watchlist page with its form, not the generic error page"
+    assert "返回首页" not in text
+    assert app[WATCHLIST_KEY].list_plates() == []
+    assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
+
+
+async def test_upload_forms_carry_size_limit(admin):
+    _app, client, _token = admin
+    for path, form_id in (("/watchlists/plates", "import-plates"), ("/watchlists/faces", "add-face")):
+        text = await (await client.get(path)).text()
+        assert f'id="{form_id}" data-max-bytes="{10 * 1024 * 1024}"' in text, path
+        assert f'data-too-large="{form_id}" hidden>所选文件过大：合计不能超过 10 MB。' in text, path
+        assert '<script src="/static/upload_limit.js"></script>' in text, path
+    script = await client.get("/static/upload_limit.js")
+    assert script.status == 200
+    assert "script-src 'self'" in script.headers["Content-Security-Policy"]
+
+
 async def test_duplicate_and_missing_fields_in_chinese(admin):
     app, client, token = admin
     form = {"csrf_token": token, "pattern": "京A12345", "list_name": "stolen", "reason": "case 1", "max_edits": "0"}
