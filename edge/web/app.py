@@ -151,7 +151,7 @@ def run_web(config: WebConfig, data_dir: Path) -> int:
         if password is not None:
             # Printed once, on standard output only: the log may be kept or shipped elsewhere.
             print(f"Created user '{BOOTSTRAP_ADMIN}' with password: {password}", flush=True)
-            print("Change it on the Users page after logging in; it is not shown again.", flush=True)
+            print("Change it on the My account page (/account) after logging in; it is not shown again.", flush=True)
     return asyncio.run(_serve(app, config, data_dir))
 
 

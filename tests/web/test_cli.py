@@ -34,3 +34,17 @@ def test_bad_feed_endpoint_rejected(tmp_path):
     assert result.returncode == 2
     assert "feeds[0].endpoint" in result.stderr
     assert "1 error(s) in" in result.stderr
+
+
+def test_bootstrap_admin_points_to_account_page(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "web.toml"
+        # The password is printed before the service binds its port, so a taken port ends the run early.
+        config.write_text(f'listen_port = {port}\ndata_dir = "data"\nbootstrap_admin = true\n', encoding="utf-8")
+        result = run_web(config)
+    assert "Created user 'admin' with password: " in result.stdout
+    assert "Change it on the My account page (/account) after logging in" in result.stdout
+    assert "Users page" not in result.stdout
