@@ -27,12 +27,18 @@ def setup_logging(level: str) -> None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from edge.config import ConfigError
+    from edge.config.loader import web_only_fields
     from edge.plan import build_plan
 
     try:
         plan = build_plan(args.config)
     except ConfigError as error:
         error.print_report(args.config, sys.stderr)
+        web_fields = web_only_fields(args.config)
+        if web_fields:
+            print(f"{args.config} looks like an `edge web` config (it has {', '.join(web_fields[:3])} and no cameras), "
+                  f"but check-config checks site configs for `edge run`. `edge web --config {args.config}` checks a "
+                  "web config when it starts.", file=sys.stderr)
         return 1
     print(f"{args.config}: OK, {len(plan.sources)} enabled camera(s), pipelines: {', '.join(plan.pipelines)}")
     return 0

@@ -155,6 +155,23 @@ def load_pipeline(name: str, pipeline_dir: Path) -> PipelineConfig:
     return validate(PipelineConfig, data, path)
 
 
+def web_only_fields(path: Path) -> list[str]:
+    """Return the top-level fields of the TOML file at `path` that only a web service config has.
+
+    Returns [] when the file also has a site config field, or cannot be read as TOML, so that a site
+    config with a misplaced web field is not taken for a web config.
+    """
+    from edge.config.web import WebConfig
+
+    try:
+        data = read_toml(path)
+    except ConfigError:
+        return []
+    if any(key in SiteConfig.model_fields for key in data):
+        return []
+    return [key for key in data if key in WebConfig.model_fields]
+
+
 def load_web(path: str | Path) -> "WebConfig":
     """Load and validate a web service config; raise ConfigError listing every invalid field."""
     from edge.config.web import WebConfig
