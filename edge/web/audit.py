@@ -212,9 +212,11 @@ class AuditLog:
 
     def query(self, page: int = 1, page_size: int = 50, user: str | None = None,
               action: str | None = None) -> AuditPage:
-        """Return page `page` of the rows matching `user` and `action` exactly (None matches any), newest first.
+        """Return page `page` of the rows matching `user` and `action` (None matches any), newest first.
 
-        `user` also matches failed logins that tried that name, which have no logged-in user.
+        `user` matches every user name that contains it, ignoring the case of ASCII letters, so "INV"
+        finds inv1 and inv2. It also matches failed logins that tried such a name, which have no
+        logged-in user. `action` matches exactly.
 
         A page after the last returns an empty record list with the true total, so a pager can
         link back.
@@ -227,8 +229,9 @@ class AuditLog:
 
         conditions, parameters = [], []
         if user:
-            conditions.append("(user = ? OR (user IS NULL AND action = 'login_failed' "
-                              "AND json_extract(detail, '$.name') = ?))")
+            # instr, unlike LIKE, reads % and _ in the filter as themselves. SQLite's lower() folds only ASCII.
+            conditions.append("(instr(lower(user), lower(?)) > 0 OR (user IS NULL AND action = 'login_failed' "
+                              "AND instr(lower(json_extract(detail, '$.name')), lower(?)) > 0))")
             parameters += [user, user]
         if action:
             conditions.append("action = ?")

@@ -91,6 +91,22 @@ def test_filters(audit_log):
     assert audit_log.query(action="login_failed").records[0].detail == {"name": "carol"}
 
 
+def test_user_filter_matches_part_any_case(audit_log):
+    audit_log.record("inv1", "search", None, {})
+    audit_log.record("Inv2", "export", None, {})
+    audit_log.record("admin", "search", None, {})
+    audit_log.record("web_%x", "search", None, {})
+    audit_log.record(None, "login_failed", None, {"name": "INVESTIGATOR"})
+
+    assert [record.user for record in audit_log.query(user="INV").records] == [None, "Inv2", "inv1"]
+    assert audit_log.query(user="nv1").total == 1
+    assert audit_log.query(user="inv", action="export").total == 1
+    # Wildcards of LIKE are plain characters in the filter.
+    assert [record.user for record in audit_log.query(user="_%").records] == ["web_%x"]
+    assert audit_log.query(user="%").total == 1
+    assert audit_log.query(user="nobody").total == 0
+
+
 @pytest.mark.parametrize("page, page_size", [(0, 10), (1, 0), (1, 201), ("1", 10), (True, 10)])
 def test_query_bounds(audit_log, page, page_size):
     with pytest.raises(ValueError, match="audit page"):
@@ -229,6 +245,8 @@ async def test_audit_page_filters(aiohttp_client, tmp_path, clock):
     audit_log.record("alice", "search", None, {})
     audit_log.record("bob", "export", None, {})
     text = await (await client.get("/audit", params={"user": "bob"})).text()
+    assert re.findall(r'data-action="(\w+)"', text) == ["export"]
+    text = await (await client.get("/audit", params={"user": "BO"})).text()
     assert re.findall(r'data-action="(\w+)"', text) == ["export"]
     text = await (await client.get("/audit", params={"action": "search"})).text()
     assert re.findall(r'data-action="(\w+)"', text) == ["search"]
