@@ -193,10 +193,13 @@ async def add_face(request: web.Request) -> web.Response:
         rejected = failed.rejected
         log.info("face photo %r rejected: %s", failed.file_name, rejected.detail)
         checks = t("watchlist.field_separator").join(t(f"watchlist.quality_{check}") for check in rejected.checks)
-        error = t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20,
-                  megapixels=MAX_PHOTO_PIXELS // 1_000_000, checks=checks)
+        problem = t(f"watchlist.photo_{rejected.reason_code}", limit_mb=MAX_PHOTO_BYTES >> 20,
+                    megapixels=MAX_PHOTO_PIXELS // 1_000_000, checks=checks)
+        # The problem texts leave out the outcome, so that the message states it once.
         if len(photos) > 1:
-            error = t("watchlist.photo_of_several", file_name=failed.file_name, problem=error)
+            error = t("watchlist.photo_of_several", file_name=failed.file_name, problem=problem)
+        else:
+            error = t("watchlist.photo_rejected", problem=problem)
         # The detail is an English sentence with the measured values, so the Chinese page leaves it out.
         detail = rejected.detail if request_language(request) == "en" else None
         return await _faces_page(request, 400, error=error, error_detail=detail, form=form)

@@ -241,14 +241,22 @@ async def test_photos_of_two_people_rejected_in_chinese(admin):
     assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
 
 
-async def test_bad_photo_among_several_enrols_nothing(admin):
+@pytest.mark.parametrize("language, shown", [
+    ("zh-CN", "notes.txt：文件不是可识别的 JPEG 或 PNG 图片。本次上传的照片均未添加。"),
+    ("en", "notes.txt: The file is not a readable JPEG or PNG image. None of the uploaded photos was added."),
+])
+async def test_bad_photo_among_several_enrols_nothing(admin, language, shown):
     app, client, token = admin
+    client.session.cookie_jar.update_cookies({"lang": language})
     form = photos_form(token, [("a.jpg", (FACES / "obama" / "obama_1.jpg").read_bytes()),
                                ("notes.txt", b"not an image")],
                        name="Barack Obama", list_name="vip", reason="test enrolment")
     response = await client.post("/watchlists/faces", data=form)
     assert response.status == 400
-    assert "notes.txt：文件不是可识别的 JPEG 或 PNG 图片" in await response.text()
+    # The outcome is stated once, not as both "the watchlist is unchanged" and "no photo was added".
+    error = re.search(r'<p class="error" role="alert">(.*?)(<br>|</p>)', await response.text())
+    assert error, "no error message on the page"
+    assert error.group(1) == shown
     assert FaceWatchlist(app[WATCHLIST_KEY]).list_persons() == []
 
 
@@ -311,8 +319,8 @@ def grey_png() -> bytes:
 
 
 @pytest.mark.parametrize("case, data, status, shown", [
-    ("not an image", lambda: b"this is a text file, not a photo\n" * 10, 400, "不是可识别的 JPEG 或 PNG 图片"),
-    ("no face", grey_png, 400, "照片中没有找到人脸"),
+    ("not an image", lambda: b"this is a text file, not a photo\n" * 10, 400, "不是可识别的 JPEG 或 PNG 图片。布控库未改变。"),
+    ("no face", grey_png, 400, "照片中没有找到人脸。请换一张清晰的正脸照片。布控库未改变。"),
     ("several faces", lambda: (FACES / "group_obama_biden.jpg").read_bytes(), 400, "照片中有多张人脸"),
     ("small blurred face", small_blurred_face, 400, "人脸质量不合格：人脸过小、图像模糊。"),
     ("50 MB", lambda: b"\xff\xd8\xff" + bytes(50 * 1024 * 1024), 413, "上传内容过大：不能超过 10 MB"),
