@@ -65,6 +65,19 @@ def page_number(request: web.Request) -> int:
         return 1
 
 
+def query_non_negative_int(request: web.Request, name: str) -> int | None:
+    """Return the query parameter `name` when it is a non-negative integer that SQLite can store, else None.
+
+    Only ASCII digits count, because int() also takes a sign, spaces, underscores and the digits of other
+    scripts, which a crafted link could use to put its own text in a message.
+    """
+    text = request.query.get(name, "")
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_SQLITE_INTEGER)):
+        return None
+    value = int(text)
+    return value if value <= MAX_SQLITE_INTEGER else None
+
+
 def path_id(request: web.Request, name: str) -> int:
     """Return the numeric id in the URL path, or raise 404 when it is no id that SQLite can store."""
     try:

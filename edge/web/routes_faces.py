@@ -22,7 +22,7 @@ from edge.watchlist.faces import DifferentFacesError, DuplicateFaceError, FaceWa
 from edge.watchlist.plates import WatchlistError
 from edge.web.audit import audit_request
 from edge.web.keys import CONFIG_KEY, WATCHLIST_KEY
-from edge.web.render import path_id, render, request_language, translator
+from edge.web.render import path_id, query_non_negative_int, render, request_language, translator
 from edge.web.routes_watchlists import invalid_entry_text, missing_fields_text, web_actor
 from edge.web.security import require_role
 
@@ -128,9 +128,8 @@ async def _notice_text(request: web.Request, watchlist: FaceWatchlist) -> str | 
     if notice not in FACE_NOTICES:
         return None
     t = translator(request)
-    try:
-        person_id = int(request.query.get("person", "")[:18])
-    except ValueError:
+    person_id = query_non_negative_int(request, "person")
+    if person_id is None:
         return None
     if notice == "added":
         person = await asyncio.to_thread(watchlist.person, person_id)

@@ -23,7 +23,7 @@ from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
 from edge.web.i18n import Translator
 from edge.web.keys import WATCHLIST_KEY
-from edge.web.render import page_number, path_id, render, translator
+from edge.web.render import page_number, path_id, query_non_negative_int, render, translator
 from edge.web.security import require_role
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,10 @@ def _notice_text(request: web.Request) -> str | None:
         except WatchlistError:
             return None
         return t("watchlist.plate_added", pattern=pattern)
-    return t(f"watchlist.notice_{notice}", count=request.query.get("count", "0")[:9])
+    count = query_non_negative_int(request, "count")
+    if count is None:
+        return None
+    return t(f"watchlist.notice_{notice}", count=count)
 
 
 @require_role("admin")

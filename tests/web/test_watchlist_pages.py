@@ -473,6 +473,27 @@ async def test_added_notice_shows_only_patterns(admin):
     assert "请致电" not in text
 
 
+@pytest.mark.parametrize("path, params, shown", [
+    ("/watchlists/plates", {"notice": "removed", "count": "3"}, "已删除 3 条布控条目。"),
+    ("/watchlists/plates", {"notice": "list_removed", "count": "12"}, "已删除整个布控库，共 12 条条目。"),
+    ("/watchlists/faces", {"notice": "removed", "person": "7"}, "已删除布控人员 7 及其照片。"),
+    ("/watchlists/faces", {"notice": "not_found", "person": "7"}, "没有找到布控人员 7"),
+])
+async def test_notice_shows_counts(admin, path, params, shown):
+    _app, client, _token = admin
+    assert shown in await (await client.get(path, params=params)).text()
+
+
+@pytest.mark.parametrize("value", ["<b>999999999999", "-1", "+5", " 5", "1_0", "٣", "3.0", "", "9" * 20])
+async def test_notice_rejects_non_count(admin, value):
+    _app, client, _token = admin
+    plates = await (await client.get("/watchlists/plates", params={"notice": "removed", "count": value})).text()
+    assert "已删除" not in plates
+    assert "&lt;b&gt;" not in plates
+    faces = await (await client.get("/watchlists/faces", params={"notice": "removed", "person": value})).text()
+    assert "已删除布控人员" not in faces
+
+
 async def test_max_edits_kept_after_error(admin):
     _app, client, token = admin
     response = await client.post("/watchlists/plates", data={
