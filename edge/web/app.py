@@ -76,8 +76,9 @@ def create_app(config: WebConfig, data_dir: Path, zmq_context: zmq.Context | Non
 
 @web.middleware
 async def error_page_middleware(request: web.Request, handler):
-    """Return a page in the user's language for an oversized upload (413), an unknown path (404) and a
-    method that the path does not take (405), such as a form's POST address opened with GET."""
+    """Return a page in the user's language for an oversized upload (413), an unknown path (404), a
+    method that the path does not take (405), such as a form's POST address opened with GET, and a
+    failed handler (500)."""
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
@@ -98,6 +99,12 @@ async def error_page_middleware(request: web.Request, handler):
             response = error_response(request, 405, "error.method_not_allowed", method=request.method)
         response.headers["Allow"] = error.headers["Allow"]
         return response
+    except web.HTTPException:
+        raise
+    except Exception:
+        # A bug: the user gets the app's page with its navigation instead of aiohttp's bare text.
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(request, 500, "error.internal")
 
 
 async def _feed_intake(app: web.Application, zmq_context: zmq.Context | None) -> AsyncIterator[None]:

@@ -535,6 +535,25 @@ async def test_unknown_page_is_translated_404(app_and_client):
         assert 'href="/search"' in text, "the error page keeps the navigation"
 
 
+async def test_handler_failure_gets_app_page(app_and_client, monkeypatch, caplog):
+    app, client = app_and_client
+    await log_in(client, "viewer")
+
+    def fail(*_args):
+        raise RuntimeError("disk I/O error")
+
+    monkeypatch.setattr(app[HIT_STORE_KEY], "camera_status", fail)
+    response = await client.get("/cameras")
+
+    assert response.status == 500
+    text = await response.text()
+    assert "服务器内部错误，操作未完成。" in text
+    assert 'href="/search"' in text, "the error page keeps the navigation"
+    assert "disk I/O error" not in text
+    assert "GET /cameras failed" in caplog.text
+    assert "disk I/O error" in caplog.text
+
+
 async def test_pages_show_camera_names(app_and_client):
     app, client = app_and_client
     app[HIT_STORE_KEY].update_health(health_message(10.0, 100))
