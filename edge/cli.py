@@ -128,8 +128,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
-def whole_number_at_least(minimum: int):
-    """Return an argparse type that parses a whole number of at least `minimum`."""
+def whole_number_at_least(minimum: int, maximum: int | None = None):
+    """Return an argparse type that parses a whole number of at least `minimum` and at most `maximum`."""
 
     def parse(text: str) -> int:
         try:
@@ -138,6 +138,8 @@ def whole_number_at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{text} must be {minimum} or more")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{text} must be {maximum} or less")
         return value
 
     return parse
@@ -145,6 +147,13 @@ def whole_number_at_least(minimum: int):
 
 non_negative_count = whole_number_at_least(0)
 positive_count = whole_number_at_least(1)
+
+
+def sequence_number(text: str) -> int:
+    # Imported here, so that commands other than subscribe do not load ZeroMQ.
+    from edge.bus.replay import MAX_SEQUENCE
+
+    return whole_number_at_least(0, MAX_SEQUENCE)(text)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -192,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--timeout", type=positive_seconds, default=None, metavar="S",
                      help="exit when no message arrives for S seconds, with status 1 if no message arrived "
                      "or, with --count N, if fewer than N arrived (default: wait forever)")
-    sub.add_argument("--from-seq", type=non_negative_count, default=None, metavar="N",
+    sub.add_argument("--from-seq", type=sequence_number, default=None, metavar="N",
                      help="first print the stored hit and plate messages from sequence N on, fetched from "
                      "--replay-endpoint, then continue with the live feed, printing each sequence once")
     sub.add_argument("--replay-endpoint", default="tcp://127.0.0.1:5557",

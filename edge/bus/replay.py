@@ -30,6 +30,8 @@ TOPIC_END = b"replay.end"
 TOPIC_ERROR = b"replay.error"
 # Maximum sequences one request covers; a client that needs more sends another request from `to` + 1.
 MAX_RANGE = 10_000
+# The largest integer that SQLite stores, so the largest sequence number the outbox can hold.
+MAX_SEQUENCE = 2**63 - 1
 # Messages read from SQLite at a time, so that a long reply never keeps all its images in memory.
 READ_CHUNK = 100
 # Maximum wait for a client to take the next reply message before the server stops that reply.
@@ -67,7 +69,7 @@ def parse_request(payload: bytes) -> ReplayRange:
     if "from" not in request:
         raise InvalidRequest("request has no 'from'; send {\"from\": N} with the first sequence wanted")
     first = _sequence_field(request, "from")
-    cap = first + MAX_RANGE
+    cap = min(first + MAX_RANGE, MAX_SEQUENCE)
     last = _sequence_field(request, "to") if request.get("to") is not None else cap
     if last < first:
         raise InvalidRequest(f"'to' ({last}) is lower than 'from' ({first})")
@@ -77,8 +79,10 @@ def parse_request(payload: bytes) -> ReplayRange:
 def _sequence_field(request: dict, name: str) -> int:
     value = request[name]
     # bool is a subclass of int in Python, but true or false is never a sequence number.
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidRequest(f"invalid '{name}' {value!r}: expected a sequence number, 0 or more")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQUENCE:
+        # The value is quoted as JSON, as the client sent it: true, not True.
+        raise InvalidRequest(f"invalid '{name}' {json.dumps(value)}: expected a sequence number from 0 to "
+                             f"{MAX_SEQUENCE}")
     return value
 
 
@@ -134,7 +138,7 @@ class ReplayServer:
         try:
             while not self._stop.is_set():
                 if socket.poll(POLL_INTERVAL_MS, zmq.POLLIN):
-                    self._serve(socket, reader, socket.recv_multipart())
+                    self._serve_safely(socket, reader, socket.recv_multipart())
         finally:
             reader.close()
             socket.close()
@@ -143,6 +147,19 @@ class ReplayServer:
         self._bind_error = message
         socket.close()
         self._bound.set()
+
+    def _serve_safely(self, socket: zmq.Socket, reader: OutboxReader, frames: list[bytes]) -> None:
+        """Serve one request; an unexpected error fails that request only, never the replay thread."""
+        try:
+            self._serve(socket, reader, frames)
+        except Exception as error:  # noqa: BLE001 - anyone who reaches the endpoint can send any request.
+            log.exception("replay request from client %s failed", frames[0].hex())
+            reply = json.dumps({"error": f"the replay server failed on this request ({type(error).__name__}); "
+                                         "retry, and report it if it repeats"}).encode("utf-8")
+            try:
+                socket.send_multipart([frames[0], TOPIC_ERROR, reply])
+            except zmq.ZMQError:
+                pass  # the client disconnected, so the error cannot reach it
 
     def _serve(self, socket: zmq.Socket, reader: OutboxReader, frames: list[bytes]) -> None:
         identity = frames[0]
@@ -157,7 +174,7 @@ class ReplayServer:
         """Send the stored messages in the requested range; return the end marker or error reply to send last."""
         try:
             # A DEALER sends [payload]; a REQ socket adds an empty delimiter frame before it.
-            if len(frames) not in (2, 3):
+            if len(frames) not in (2, 3) or (len(frames) == 3 and frames[1] != b""):
                 raise InvalidRequest(f"request has {len(frames) - 1} frames; send one frame of JSON")
             requested = parse_request(frames[-1])
         except InvalidRequest as error:

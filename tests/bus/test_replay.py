@@ -10,7 +10,7 @@ import time
 import pytest
 import zmq
 
-from edge.bus.outbox import Outbox
+from edge.bus.outbox import Outbox, OutboxReader
 from edge.bus.publisher import OutboxSettings, Publisher, PublisherError
 from edge.bus.replay import MAX_RANGE, ReplayEnd, ReplayServer, subscribe_from
 from edge.bus.schema import encode_header
@@ -122,16 +122,50 @@ def test_replay_of_empty_range(publisher):
     (b"{}", "request has no 'from'"),
     (b'{"form": 1}', "unknown request field(s) form"),
     (b'{"from": -1}', "invalid 'from' -1"),
-    (b'{"from": "3"}', "invalid 'from' '3'"),
-    (b'{"from": true}', "invalid 'from' True"),
+    (b'{"from": "3"}', "invalid 'from' \"3\""),
+    (b'{"from": true}', "invalid 'from' true"),
     (b'{"from": 1.5}', "invalid 'from' 1.5"),
+    (b'{"from": NaN}', "invalid 'from' NaN"),
     (b'{"from": 9, "to": 3}', "'to' (3) is lower than 'from' (9)"),
+    # Beyond SQLite's integers, which the outbox query cannot take.
+    (b'{"from": 10000000000000000000000}', "invalid 'from' 10000000000000000000000"),
+    (b'{"from": 1, "to": 9223372036854775808}', "invalid 'to' 9223372036854775808"),
 ])
 def test_bad_request_gets_error(publisher, payload, error):
     replies = request(publisher.outbox_settings.replay_endpoint, payload)
     assert len(replies) == 1
     assert replies[0][0] == b"replay.error"
     assert error in json.loads(replies[0][1])["error"]
+
+
+def test_replay_near_largest_sequence(publisher):
+    endpoint = publisher.outbox_settings.replay_endpoint
+    # Without a 'to', the range ends at the largest sequence rather than past it.
+    (reply,) = request(endpoint, b'{"from": 9223372036854775807}')
+    assert reply[0] == b"replay.end"
+    assert json.loads(reply[1])["to"] == 9223372036854775807
+    assert request(endpoint, b'{"from": 1}')[-1][0] == b"replay.end", "the server still answers"
+
+
+def test_server_survives_failing_request(publisher, monkeypatch, caplog):
+    endpoint = publisher.outbox_settings.replay_endpoint
+    calls = []
+
+    def fail_once(*_args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return []
+
+    monkeypatch.setattr(OutboxReader, "read_range", fail_once)
+
+    (failed,) = request(endpoint, b'{"from": 1}')
+    (answered,) = request(endpoint, b'{"from": 1}')
+
+    assert failed[0] == b"replay.error"
+    assert "OverflowError" in json.loads(failed[1])["error"]
+    assert answered[0] == b"replay.end"
+    assert "replay request from client" in caplog.text
 
 
 def test_server_survives_bad_request(publisher):
@@ -250,3 +284,10 @@ def test_expired_part_of_gap(oldest, expired_through, expected):
     end = ReplayEnd(1, 20, 0, oldest, 20, expired_through)
 
     assert end.expired_before(1) == expected
+
+
+def test_subscribe_cli_rejects_huge_from_seq():
+    completed = subprocess.run([*edge_command(), "subscribe", "--from-seq", "9223372036854775808"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert "9223372036854775808 must be 9223372036854775807 or less" in completed.stderr
