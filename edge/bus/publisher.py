@@ -98,6 +98,9 @@ class Publisher:
         self.hwm_overflows = 0  # sends that found a subscriber's queue full; see _send_frames
         self.subscribers = 0  # connected subscriber sockets
         self.outbox_errors = 0  # failed outbox writes; those messages were still sent
+        # (sent, sequence) after the last finished send, replaced as one tuple. counters() runs on other threads
+        # and reads this, so that it never reports a sequence whose message is still being sent.
+        self._finished = (0, 0)
         self._outbox: Outbox | None = None
         self._reserved_through = 0
         self._outbox_error_log = RepeatThrottle()
@@ -137,8 +140,9 @@ class Publisher:
     def counters(self) -> dict:
         """Return the `publisher` object of the `health` message."""
         outbox = self._outbox
-        return {"sent": self.sent, "dropped": self.dropped, "hwm_overflows": self.hwm_overflows,
-                "outbox_errors": self.outbox_errors, "sequence": self.sequence, "subscribers": self.subscribers,
+        sent, sequence = self._finished
+        return {"sent": sent, "dropped": self.dropped, "hwm_overflows": self.hwm_overflows,
+                "outbox_errors": self.outbox_errors, "sequence": sequence, "subscribers": self.subscribers,
                 "outbox_messages": outbox.stored_messages if outbox is not None else None}
 
     def close(self) -> None:
@@ -222,6 +226,7 @@ class Publisher:
             self._close_outbox()
             return False
         self._reserved_through = self.sequence
+        self._finished = (self.sent, self.sequence)
         log.info("outbox %s: resuming after sequence %d", settings.path, self.sequence)
         return True
 
@@ -248,6 +253,7 @@ class Publisher:
         except zmq.ZMQError as error:
             self.dropped += 1
             log.error("send of %s #%d on %s failed: %s", message.topic, self.sequence, self.endpoint, error)
+        self._finished = (self.sent, self.sequence)
 
     def _send_frames(self, socket: zmq.Socket, topic: str, frames: list[bytes]) -> None:
         """Send to every subscriber with room, and count the send when a subscriber's queue was full.

@@ -15,7 +15,7 @@ from edge.bus.publisher import Publisher, PublisherError
 from edge.bus.schema import SCHEMA_VERSION, detections_body, utc_iso
 from edge.bus.subscriber import subscribe
 from edge.runtime.detector import Detections
-from tests.conftest import edge_command, free_port
+from tests.conftest import edge_command, free_port, wait_until
 
 
 def sample_detections() -> Detections:
@@ -74,6 +74,25 @@ def test_sequence_numbers_increase_by_one(publisher):
     messages = publish_until_received(publisher, publisher.endpoint, "health", {"ok": True}, wanted=20)
     sequences = [m.header["sequence"] for m in messages]
     assert sequences == list(range(sequences[0], sequences[0] + 20))
+
+
+def test_counters_consistent_during_send(publisher, monkeypatch):
+    # The health message is built on another thread, which may ask for the counters while a send runs.
+    seen = []
+    send_frames = publisher._send_frames
+
+    def send_and_read_counters(socket, topic, frames):
+        seen.append(publisher.counters())
+        send_frames(socket, topic, frames)
+
+    monkeypatch.setattr(publisher, "_send_frames", send_and_read_counters)
+    for index in range(3):
+        publisher.publish("health", {"index": index})
+    assert wait_until(lambda: len(seen) == 3, 10)
+
+    assert [(counters["sent"], counters["sequence"]) for counters in seen] == [(0, 0), (1, 1), (2, 2)]
+    assert wait_until(lambda: publisher.counters()["sequence"] == 3, 10)
+    assert publisher.counters()["sent"] == 3
 
 
 def test_topic_filter(publisher):
