@@ -129,10 +129,6 @@ def _database_path_issues(data: dict, path: Path) -> list[ConfigIssue]:
     return issues
 
 
-def pipeline_dir_for(site: SiteConfig, site_path: Path) -> Path:
-    return resolve_pipeline_dir(site.pipeline_dir, site_path)
-
-
 def resolve_pipeline_dir(pipeline_dir: str | None, site_path: Path) -> Path:
     """Return the pipelines folder that a site config's `pipeline_dir` names, relative to the config file."""
     if pipeline_dir is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import av
 
-from edge.config.site import CameraConfig, IngestConfig
+from edge.config.site import RTSP_SCHEMES, CameraConfig, IngestConfig
 from edge.ingest.clock import StreamClock
 from edge.ingest.decode import DamageGate, configure_decoder, frame_to_bgr
 from edge.ingest.motion_gate import GateReason, MotionGate
@@ -326,14 +326,14 @@ def describe_stream_error(error: Exception) -> str:
     return (redact_url(text) or type(error).__name__) + hint
 
 
-def resolve_source(camera: CameraConfig, config_dir: Path, media_dirs: list[Path]) -> str | None:
-    """Return the URL or an existing file path for the camera, or None when a file source is not found.
+def resolve_source(source: str, config_dir: Path, media_dirs: list[Path]) -> str | None:
+    """Return the URL or an existing file path for a camera's `source`, or None when a file source is not found.
 
     A relative file path is looked up beside the config file, then in each media folder and its videos/ sub-folder.
     """
-    if camera.is_rtsp:
-        return camera.source
-    path = Path(camera.source).expanduser()
+    if source.lower().startswith(RTSP_SCHEMES):
+        return source
+    path = Path(source).expanduser()
     if path.is_absolute():
         return str(path) if path.is_file() else None
     for candidate in (config_dir / path, *(d / path for d in media_dirs), *(d / "videos" / path for d in media_dirs)):

@@ -370,3 +370,54 @@ def test_pipeline_errors_reported_with_site_errors(tmp_path):
     field_paths = [problem.field_path for problem in caught.value.issues]
     assert "cameras[0].max_fps" in field_paths
     assert "detect.bogus" in field_paths
+
+
+def test_missing_pipeline_reported_with_field_errors(tmp_path):
+    """The pipeline of a camera with an invalid source was checked only after the source was fixed."""
+    text = (VALID_CAMERA.replace('"cam-1"', '"Bad Cam"')
+            + VALID_CAMERA.replace('"cam-1"', '"cam-2"') + "max_fps = 0\n"
+            + VALID_CAMERA.replace('"cam-1"', '"cam-3"').replace(str(PEOPLE_CLIP), "http://127.0.0.1/x")
+            + 'pipeline = "nosuchpipeline"\n')
+    path = write(tmp_path, text)
+
+    result = subprocess.run([*edge_command(), "check-config", str(path)], capture_output=True, text=True)
+
+    assert result.returncode == 1
+    assert f"{path}: cameras[0].id = 'Bad Cam'" in result.stderr
+    assert f"{path}: cameras[1].max_fps = 0" in result.stderr
+    assert f"{path}: cameras[2].source = 'http://127.0.0.1/x'" in result.stderr
+    assert f"{path}: cameras[2].pipeline = 'nosuchpipeline': no pipeline file" in result.stderr
+    assert "4 error(s)" in result.stderr
+
+
+def test_reference_checks_run_despite_field_errors(tmp_path):
+    pipelines = tmp_path / "pipes"
+    pipelines.mkdir()
+    write(pipelines, '[detect]\nmodel = "yolox_nano_416"\n', "detect.toml")
+    text = ('pipeline_dir = "pipes"\n[watchlist_source]\nurl = "http://127.0.0.1:18900"\ntoken_file = "nofile.txt"\n'
+            + VALID_CAMERA + 'max_fps = 0\nplate_camera = true\n'
+            + VALID_CAMERA.replace('"cam-1"', '"cam-2"').replace(str(PEOPLE_CLIP), "no-such-clip.mp4"))
+
+    with pytest.raises(ConfigError) as caught:
+        build_plan(write(tmp_path, text))
+
+    messages = {problem.field_path: problem.message for problem in caught.value.issues}
+    assert "greater than 0" in messages["cameras[0].max_fps"]
+    assert "pipeline 'detect' has no [plates] stage" in messages["cameras[0].plate_camera"]
+    assert "file not found" in messages["cameras[1].source"]
+    assert "nofile.txt" in messages["watchlist_source.token_file"]
+
+
+@pytest.mark.parametrize(("lines", "field_paths"), [
+    # An invalid pipeline name is not looked up, but the camera's source still is.
+    ('pipeline = "Nope!"\nsource = "no-such-clip.mp4"\n', ["cameras[0].pipeline", "cameras[0].source"]),
+    # A camera that may be disabled gets no checks beyond its fields.
+    ('enabled = "yes"\npipeline = "nosuchpipeline"\nsource = "no-such-clip.mp4"\n', ["cameras[0].enabled"]),
+])
+def test_invalid_field_skips_its_reference_checks(tmp_path, lines, field_paths):
+    text = '[[cameras]]\nid = "cam-1"\nname = "Gate"\n' + lines
+
+    with pytest.raises(ConfigError) as caught:
+        build_plan(write(tmp_path, text))
+
+    assert sorted(problem.field_path for problem in caught.value.issues) == field_paths

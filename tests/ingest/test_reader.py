@@ -255,11 +255,11 @@ def test_stop_interrupts_backoff_wait():
 def test_resolve_source_searches_media_dirs(tmp_path):
     from edge.ingest.reader import resolve_source
 
-    camera = CameraConfig(id="c", name="c", source="one-by-one-person-detection.mp4")
-    assert resolve_source(camera, tmp_path, [PEOPLE_CLIP.parent]) == str(PEOPLE_CLIP.resolve())
-    assert resolve_source(camera, tmp_path, [PEOPLE_CLIP.parent.parent]) == str(PEOPLE_CLIP.resolve())
-    assert resolve_source(camera, tmp_path, [tmp_path]) is None
-    assert isinstance(Path(resolve_source(camera, tmp_path, [PEOPLE_CLIP.parent])), Path)
+    source = "one-by-one-person-detection.mp4"
+    assert resolve_source(source, tmp_path, [PEOPLE_CLIP.parent]) == str(PEOPLE_CLIP.resolve())
+    assert resolve_source(source, tmp_path, [PEOPLE_CLIP.parent.parent]) == str(PEOPLE_CLIP.resolve())
+    assert resolve_source(source, tmp_path, [tmp_path]) is None
+    assert isinstance(Path(resolve_source(source, tmp_path, [PEOPLE_CLIP.parent])), Path)
 
 
 def test_looping_image_respects_max_fps(tmp_path, caplog):
