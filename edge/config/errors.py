@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from edge.config.site import (CAMERA_ID_MAX_LENGTH, CAMERA_ID_PATTERN, FEED_ENDPOINT_PATTERN, PIPELINE_NAME_PATTERN,
+                              REPLAY_ENDPOINT_PATTERN)
+from edge.config.web import ZMQ_ENDPOINT_PATTERN
 from edge.ingest.redact import redact_url
 
 
@@ -62,6 +66,49 @@ def format_field_path(loc: tuple[object, ...]) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class PatternRule:
+    """A field's regular expression in words, because pydantic's error shows only the expression."""
+
+    text: str
+    # For names: the error suggests the value with each run of other characters turned into '-', cut to
+    # this length. None where no such name is suggested.
+    name_max_length: int | None = None
+
+
+PATTERN_RULES = {
+    CAMERA_ID_PATTERN: PatternRule(f"use only lower-case letters, digits, '-' and '_', starting with a letter or "
+                                   f"digit, at most {CAMERA_ID_MAX_LENGTH} characters", CAMERA_ID_MAX_LENGTH),
+    # No name is suggested, because it would have to be the name of an existing file.
+    PIPELINE_NAME_PATTERN: PatternRule("use the name of a pipeline file without '.toml', which contains only "
+                                       "lower-case letters, digits, '-' and '_'"),
+    FEED_ENDPOINT_PATTERN: PatternRule("expected a ZeroMQ endpoint tcp://HOST:PORT, ipc://PATH or inproc://NAME, "
+                                       "such as tcp://127.0.0.1:5556"),
+    REPLAY_ENDPOINT_PATTERN: PatternRule("expected a ZeroMQ endpoint tcp://HOST:PORT, ipc://PATH or inproc://NAME, "
+                                         "such as tcp://127.0.0.1:5557, or \"\" to turn replay off"),
+    ZMQ_ENDPOINT_PATTERN: PatternRule("expected a ZeroMQ endpoint tcp://HOST:PORT or ipc://PATH, "
+                                      "such as tcp://127.0.0.1:5556"),
+}
+
+
+def suggest_name(value: str, max_length: int) -> str | None:
+    """Return `value` rewritten to lower-case letters, digits, '-' and '_', or None when nothing is left."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", value.lower()).strip("-_")
+    name = name[:max_length].rstrip("-_")
+    return name or None
+
+
+def pattern_message(pattern: str, value: object) -> str | None:
+    """Return the words for a pattern mismatch, with a fixed name to use where one can be derived."""
+    rule = PATTERN_RULES.get(pattern)
+    if rule is None:
+        return None
+    if rule.name_max_length is None or not isinstance(value, str):
+        return rule.text
+    suggestion = suggest_name(value, rule.name_max_length)
+    return f"{rule.text}, such as '{suggestion}'" if suggestion else rule.text
+
+
 def issues_from_validation(file: Path, error: ValidationError) -> list[ConfigIssue]:
     issues = []
     for detail in error.errors(include_url=False):
@@ -72,6 +119,8 @@ def issues_from_validation(file: Path, error: ValidationError) -> list[ConfigIss
         message = detail["msg"]
         # pydantic prefixes messages raised by our own validators with "Value error, ".
         message = message.removeprefix("Value error, ")
+        if detail["type"] == "string_pattern_mismatch":
+            message = pattern_message(detail["ctx"]["pattern"], value) or message
         issues.append(ConfigIssue(file, format_field_path(detail["loc"]), value, message))
     return issues
 

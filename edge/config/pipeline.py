@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from edge.config.site import StrictModel
+from edge.config.site import PIPELINE_NAME_PATTERN, StrictModel
 
 # The COCO-80 class names in model output order.
 COCO_CLASSES = (
@@ -207,7 +207,7 @@ class FaceStage(StrictModel):
 class PipelineConfig(StrictModel):
     """One pipeline file."""
 
-    name: str = Field(pattern=r"^[a-z0-9_-]+$", description="Pipeline name; cameras refer to it.")
+    name: str = Field(pattern=PIPELINE_NAME_PATTERN, description="Pipeline name; cameras refer to it.")
     detect: DetectStage
     track: TrackStage = Field(default_factory=TrackStage)
     plates: PlateStage | None = None

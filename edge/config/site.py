@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edge.ingest.redact import register_secrets
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+CAMERA_ID_MAX_LENGTH = 64
 RTSP_SCHEMES = ("rtsp://", "rtsps://")
 PROVIDER_NAMES = ("tensorrt", "cuda", "cpu")
 
@@ -236,12 +237,17 @@ class RuntimeConfig(StrictModel):
     )
 
 
+FEED_ENDPOINT_PATTERN = r"^(tcp|ipc|inproc)://.+$"
+# "" turns replay off.
+REPLAY_ENDPOINT_PATTERN = r"^$|^(tcp|ipc|inproc)://.+$"
+
+
 class PublisherConfig(StrictModel):
     """The ZeroMQ feed."""
 
     endpoint: str = Field(
         default="tcp://127.0.0.1:5556",
-        pattern=r"^(tcp|ipc|inproc)://.+$",
+        pattern=FEED_ENDPOINT_PATTERN,
         description="ZeroMQ endpoint the PUB socket binds, such as tcp://127.0.0.1:5556.",
     )
     health_interval_s: float = Field(
@@ -295,7 +301,7 @@ class PublisherConfig(StrictModel):
     )
     replay_endpoint: str = Field(
         default="tcp://127.0.0.1:5557",
-        pattern=r"^$|^(tcp|ipc|inproc)://.+$",
+        pattern=REPLAY_ENDPOINT_PATTERN,
         description="ZeroMQ endpoint of the ROUTER socket that resends stored messages on request "
         "(`edge subscribe --from-seq`); \"\" turns replay off. Bind it only where trusted hosts can connect.",
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import ConfigError, load_site
+from edge.config.loader import load_web
 from edge.plan import build_plan
 from tests.conftest import PEOPLE_CLIP, PROJECT_ROOT, edge_command
 
@@ -42,8 +43,8 @@ def test_defaults_fill_optional_fields(tmp_path):
 
 INVALID_CAMERA_VALUES = [
     # (field line, field path, words the message must contain)
-    ('id = "Cam 1"', "cameras[0].id", "should match pattern"),
-    ('id = ""', "cameras[0].id", "should match pattern"),
+    ('id = "Cam 1"', "cameras[0].id", "starting with a letter or digit, at most 64 characters, such as 'cam-1'"),
+    ('id = ""', "cameras[0].id", "use only lower-case letters, digits, '-' and '_'"),
     ('max_fps = 0', "cameras[0].max_fps", "greater than 0"),
     ('max_fps = 240', "cameras[0].max_fps", "less than or equal to 60"),
     ('max_fps = "fast"', "cameras[0].max_fps", "valid number"),
@@ -53,7 +54,7 @@ INVALID_CAMERA_VALUES = [
     ('source = "rtsp://cam:99999/live"', "cameras[0].source", "port '99999' is not a number from 1 to 65535"),
     ('source = ""', "cameras[0].source", "at least 1 character"),
     ('enabled = "yes please"', "cameras[0].enabled", "valid boolean"),
-    ('pipeline = "Detect!"', "cameras[0].pipeline", "should match pattern"),
+    ('pipeline = "Detect!"', "cameras[0].pipeline", "use the name of a pipeline file without '.toml'"),
     ('colour = "red"', "cameras[0].colour", "allowed fields: id, name, source"),
 ]
 
@@ -421,3 +422,43 @@ def test_invalid_field_skips_its_reference_checks(tmp_path, lines, field_paths):
         build_plan(write(tmp_path, text))
 
     assert sorted(problem.field_path for problem in caught.value.issues) == field_paths
+
+
+@pytest.mark.parametrize(("text", "field_path", "expected"), [
+    (VALID_CAMERA.replace('"cam-1"', '"Bad Cam"'), "cameras[0].id", "such as 'bad-cam'"),
+    (VALID_CAMERA.replace('"cam-1"', '"_Gate 7_"'), "cameras[0].id", "such as 'gate-7'"),
+    (VALID_CAMERA.replace('"cam-1"', '"' + "A" * 70 + '"'), "cameras[0].id", f"such as '{'a' * 64}'"),
+    ('box_id = "Box 7!"\n' + VALID_CAMERA, "box_id", "such as 'box-7'"),
+    (VALID_CAMERA + '\n[publisher]\nendpoint = "udp://x"\n', "publisher.endpoint",
+     "expected a ZeroMQ endpoint tcp://HOST:PORT, ipc://PATH or inproc://NAME"),
+    (VALID_CAMERA + '\n[publisher]\nreplay_endpoint = "5557"\n', "publisher.replay_endpoint",
+     'or "" to turn replay off'),
+])
+def test_pattern_error_in_words(tmp_path, text, field_path, expected):
+    """Pattern errors showed the bare regular expression, such as '^[a-z0-9][a-z0-9_-]{0,63}$'."""
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, text))
+
+    (problem,) = caught.value.issues
+    assert problem.field_path == field_path
+    assert expected in problem.message
+    assert "pattern" not in problem.message
+
+
+def test_id_without_latin_letters_gets_no_suggestion(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, VALID_CAMERA.replace('"cam-1"', '"停车场"')))
+
+    (problem,) = caught.value.issues
+    assert problem.message.endswith("at most 64 characters")
+
+
+def test_web_feed_endpoint_error_in_words(tmp_path):
+    path = write(tmp_path, '[[feeds]]\nendpoint = "udp://127.0.0.1:5556"\n', "web.toml")
+
+    with pytest.raises(ConfigError) as caught:
+        load_web(path)
+
+    (problem,) = caught.value.issues
+    assert problem.field_path == "feeds[0].endpoint"
+    assert "expected a ZeroMQ endpoint tcp://HOST:PORT or ipc://PATH" in problem.message
