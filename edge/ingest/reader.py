@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import threading
@@ -143,7 +144,7 @@ class CameraReader(threading.Thread):
             except (av.error.FFmpegError, SourceError, StreamTimeoutError, OSError) as error:
                 if self.stop_event.is_set():
                     break
-                reason = describe_stream_error(error)
+                reason = describe_stream_error(error, is_network=not self.is_file)
                 self.counters.last_error = reason
                 if self.is_file and self.counters.frames_decoded == 0:
                     self.state = ReaderState.FAILED
@@ -313,14 +314,32 @@ class CameraReader(threading.Thread):
             yield from frames
 
 
-def describe_stream_error(error: Exception) -> str:
-    """Return a log-safe reason for a failed open or read, with a hint where the cause is clear."""
+# OS errors of a camera that cannot be reached: refused, no route, host down, or no response in time.
+UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
+                                errno.ETIMEDOUT})
+UNREACHABLE_HINT = ("; check the host and port in the camera's source, and that the camera or its RTSP server is up "
+                    "and reachable from this box")
+
+
+def describe_stream_error(error: Exception, is_network: bool = False) -> str:
+    """Return a log-safe reason for a failed open or read, with a hint where the cause is clear.
+
+    `is_network` is true for an RTSP source, where an I/O error may also come from a host name that did not
+    resolve.
+    """
     # PyAV formats FFmpeg errors as "[Errno N] text: 'url'", where N is an FFmpeg tag that means nothing to an
     # operator, so the reason is built from the text and the URL alone.
     strerror, filename = getattr(error, "strerror", None), getattr(error, "filename", None)
     text = strerror if isinstance(strerror, str) and strerror else str(error)
-    # The hint looks at FFmpeg's text only, because a URL may contain 401 or 403 anywhere.
-    hint = "; check the user name and password in the camera's source" if re.search(r"\b40[13]\b", text) else ""
+    # FFmpeg's TCP protocol reports a host name that getaddrinfo cannot resolve as EIO ("Input/output error").
+    unreachable_errnos = UNREACHABLE_ERRNOS | {errno.EIO} if is_network else UNREACHABLE_ERRNOS
+    if re.search(r"\b40[13]\b", text):
+        # Only FFmpeg's text is searched, because a URL may contain 401 or 403 anywhere.
+        hint = "; check the user name and password in the camera's source"
+    elif isinstance(error, StreamTimeoutError) or getattr(error, "errno", None) in unreachable_errnos:
+        hint = UNREACHABLE_HINT
+    else:
+        hint = ""
     if text is strerror and isinstance(filename, str) and filename:
         text += f" ({filename})"
     return (redact_url(text) or type(error).__name__) + hint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from edge.config.site import CameraConfig, IngestConfig
-from edge.ingest.reader import WARNINGS_IN_A_ROW, CameraReader, FrameRateLimiter, ReaderState, describe_stream_error
+from edge.ingest.reader import (WARNINGS_IN_A_ROW, CameraReader, FrameRateLimiter, ReaderState, StreamTimeoutError,
+                                describe_stream_error)
 from edge.ingest.redact import redact_url
 from edge.ingest.slot import LatestFrameSlot
 from tests.conftest import CAR_CLIP, PEOPLE_CLIP, free_port, wait_until
@@ -331,4 +333,42 @@ def test_redact_url_with_at_in_password():
 
 def test_error_reason_hint_ignores_numbers_in_url():
     connection_refused = ConnectionRefusedError(111, "Connection refused", "rtsp://admin:pw@127.0.0.1:4010/channel401")
-    assert describe_stream_error(connection_refused) == "Connection refused (rtsp://***@127.0.0.1:4010/channel401)"
+    reason = describe_stream_error(connection_refused)
+    assert reason.startswith("Connection refused (rtsp://***@127.0.0.1:4010/channel401); ")
+    assert "user name and password" not in reason
+
+
+UNREACHABLE_HINT = "check the host and port in the camera's source, and that the camera or its RTSP server is up"
+
+
+@pytest.mark.parametrize(("error", "is_network", "hinted"), [
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused", "rtsp://u:p@127.0.0.1:18790/x"), True, True),
+    (OSError(errno.EHOSTUNREACH, "No route to host", "rtsp://10.0.0.9/x"), True, True),
+    (OSError(errno.ENETUNREACH, "Network is unreachable", "rtsp://10.0.0.9/x"), True, True),
+    (TimeoutError(errno.ETIMEDOUT, "Connection timed out", "rtsp://10.0.0.9/x"), True, True),
+    (StreamTimeoutError("open timed out: no response within 10.0 s (open_timeout_s=10.0)"), True, True),
+    # FFmpeg reports a host name that does not resolve as an I/O error, but for a file it is a read failure.
+    (OSError(errno.EIO, "Input/output error", "rtsp://no-such-camera/x"), True, True),
+    (OSError(errno.EIO, "Input/output error", "/videos/gate.mp4"), False, False),
+    (OSError(errno.ENOENT, "No such file or directory", "/videos/gate.mp4"), False, False),
+])
+def test_unreachable_camera_error_has_hint(error, is_network, hinted):
+    reason = describe_stream_error(error, is_network=is_network)
+
+    assert (UNREACHABLE_HINT in reason) is hinted
+    assert "u:p@" not in reason
+
+
+def test_refused_rtsp_connection_logs_hint(caplog):
+    """A camera with no RTSP server behind its port logged "Connection refused" with no advice."""
+    caplog.set_level(logging.WARNING)
+    reader, collector, stop = make_reader(f"rtsp://admin:Secret-77@127.0.0.1:{free_port()}/x")
+    reader.start()
+    assert wait_until(lambda: reader.counters.reconnects >= 1, 20)
+    stop_reader(reader, stop, collector)
+
+    assert "Connection refused" in reader.counters.last_error
+    assert UNREACHABLE_HINT in reader.counters.last_error
+    assert UNREACHABLE_HINT in caplog.text
+    assert "Secret-77" not in caplog.text
+    assert "rtsp://***@127.0.0.1" in caplog.text
