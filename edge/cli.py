@@ -87,6 +87,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return exit_code
 
 
+def silent_feed_hint(topics: list[str]) -> str:
+    """Return what to check when a subscriber received no message at all."""
+    if not topics:
+        return "check that the daemon runs and that --endpoint is its publisher.endpoint"
+    return ("check that the daemon runs, that --endpoint is its publisher.endpoint, and that --topic matches a "
+            "topic it sends: det, health, plate, hit.plate or hit.face")
+
+
 def cmd_subscribe(args: argparse.Namespace) -> int:
     from edge.bus.replay import ReplayError, subscribe_from
     from edge.bus.subscriber import subscribe
@@ -117,13 +125,14 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         print(f"replay from sequence {args.from_seq} failed: {error}", file=sys.stderr)
         return 2
     if args.count:
-        print(f"received {received} of {args.count} messages before {args.timeout} s passed with none",
+        hint = f"; {silent_feed_hint(args.topic)}" if received == 0 else ""
+        print(f"received {received} of {args.count} messages before {args.timeout} s passed with none{hint}",
               file=sys.stderr)
         return 1
     if received == 0:
         # A health check such as `edge subscribe --topic health --timeout 30` must fail on a silent daemon.
-        print(f"received no message from {args.endpoint} within {args.timeout} s; check that the daemon runs "
-              "and publishes there", file=sys.stderr)
+        print(f"received no message from {args.endpoint} within {args.timeout} s; {silent_feed_hint(args.topic)}",
+              file=sys.stderr)
         return 1
     return 0
 

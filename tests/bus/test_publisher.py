@@ -156,3 +156,19 @@ def test_subscribe_cli_silent_endpoint_fails():
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "received no message from tcp://127.0.0.1:" in result.stderr
+
+
+@pytest.mark.parametrize(("options", "hint"), [
+    (["--count", "1"], "check that the daemon runs and that --endpoint is its publisher.endpoint"),
+    (["--count", "1", "--topic", "dets"], "and that --topic matches a topic it sends: det, health"),
+    ([], "check that the daemon runs and that --endpoint is its publisher.endpoint"),
+])
+def test_subscribe_cli_silent_feed_hint(options, hint):
+    """A subscriber that received nothing printed no advice on what to check."""
+    command = [*edge_command(), "subscribe", "--endpoint", f"tcp://127.0.0.1:{free_port()}", "--timeout", "1",
+               *options]
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 1
+    assert hint in result.stderr
