@@ -7,6 +7,7 @@ labelled plate photos in EDGE_IMAGE_DIR (default: ../shared/assets/images beside
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -90,12 +91,27 @@ def build_demo_clip(out_dir: Path) -> Path:
     return out_path
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge.demo",
+        description=f"Write the demo plate-camera clip {DEMO_CLIP} into OUT_DIR, made from the labelled plate "
+        "photos in $EDGE_IMAGE_DIR/plates/misc. EDGE_IMAGE_DIR defaults to ../shared/assets/images beside the "
+        "project. An existing clip is kept.",
+    )
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR",
+                        help="folder for the clip, created when missing, such as build/demo")
+    args = parser.parse_args(argv)
+    # A mistyped option after `--` would otherwise become a folder named like it in the working directory.
+    if str(args.out_dir).startswith("-"):
+        parser.error(f"OUT_DIR '{args.out_dir}' starts with '-', so it looks like an option; "
+                     f"write ./{args.out_dir} for a folder of that name")
+    return args
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m edge.demo OUT_DIR", file=sys.stderr)
-        return 2
+    args = parse_args(argv)
     try:
-        path = build_demo_clip(Path(argv[0]))
+        path = build_demo_clip(args.out_dir)
     except (FileNotFoundError, ValueError) as error:
         print(f"cannot build the demo clip: {error}", file=sys.stderr)
         return 1
