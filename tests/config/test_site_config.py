@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from edge.config import ConfigError, load_site
+from edge.config import ConfigError, SiteConfig, load_site
 from edge.config.loader import load_web
 from edge.plan import build_plan
 from tests.conftest import PEOPLE_CLIP, PROJECT_ROOT, edge_command
@@ -462,3 +464,29 @@ def test_web_feed_endpoint_error_in_words(tmp_path):
     (problem,) = caught.value.issues
     assert problem.field_path == "feeds[0].endpoint"
     assert "expected a ZeroMQ endpoint tcp://HOST:PORT or ipc://PATH" in problem.message
+
+
+def bound_port_fields(model: type[BaseModel] = SiteConfig) -> list[tuple[str, str]]:
+    """Return (table, field) for each field of `model`'s tables that sets an endpoint or port the daemon binds."""
+    fields = []
+    for table, table_field in model.model_fields.items():
+        annotation = table_field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            continue
+        for name in annotation.model_fields:
+            if name.endswith("endpoint") or name == "port":
+                fields.append((table, name))
+    return fields
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "demo-hub.toml"])
+def test_bundled_config_writes_every_port(name):
+    """A copy of demo.toml with "every port changed" still bound the unwritten replay and metrics ports."""
+    path = PROJECT_ROOT / "config" / name
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    site = load_site(path)
+
+    assert bound_port_fields() == [("publisher", "endpoint"), ("publisher", "replay_endpoint"), ("metrics", "port")]
+    for table, field in bound_port_fields():
+        assert field in data.get(table, {}), f"{name} leaves [{table}] {field} unwritten"
+    assert site.metrics.enabled
