@@ -215,6 +215,7 @@ class Publisher:
             socket.recv_multipart()
 
     def _open_outbox(self, settings: OutboxSettings) -> bool:
+        is_new = not Path(settings.path).exists()
         try:
             self._outbox = Outbox(settings.path, settings.max_age_s, settings.max_bytes)
             self.sequence = self._outbox.next_sequence() - 1
@@ -227,7 +228,13 @@ class Publisher:
             return False
         self._reserved_through = self.sequence
         self._finished = (self.sent, self.sequence)
-        log.info("outbox %s: resuming after sequence %d", settings.path, self.sequence)
+        if is_new:
+            # The outbox stores the last sequence number, so without it the numbering starts over.
+            log.warning("outbox %s did not exist (a new box, or a deleted file) and was created: sequence "
+                        "numbers start again at 1, so subscribers that remember a higher sequence see it reset, "
+                        "and replay has no older messages", settings.path)
+        else:
+            log.info("outbox %s: resuming after sequence %d", settings.path, self.sequence)
         return True
 
     def _close_outbox(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -185,6 +186,24 @@ def test_sequence_resumes_past_reserved_block(tmp_path):
     second = start_publisher(path)
     second.close()
     assert second.sequence == 2 * SEQUENCE_BLOCK
+
+
+def test_new_outbox_warns_of_sequence_reset(tmp_path, caplog):
+    """A missing outbox file restarted the numbering at 1 with only "resuming after sequence 0" at INFO."""
+    caplog.set_level(logging.INFO, logger="edge.bus.publisher")
+    path = tmp_path / "outbox.sqlite"
+
+    start_publisher(path).close()
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    caplog.clear()
+    start_publisher(path).close()
+
+    assert len(warnings) == 1, warnings
+    assert f"outbox {path} did not exist (a new box, or a deleted file) and was created" in warnings[0]
+    assert "sequence numbers start again at 1" in warnings[0]
+    assert "replay has no older messages" in warnings[0]
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert f"outbox {path}: resuming after sequence" in caplog.text
 
 
 def test_outbox_path_not_writable_stops_start(tmp_path):
