@@ -201,6 +201,10 @@ class CameraReader(threading.Thread):
                 ) from error
             raise
         with container:
+            if self.stop_event.is_set():
+                # Stop was requested while the stream opened, which can take up to open_timeout_s. The reader
+                # ends here, so it does not report a recovery or start decoding.
+                return
             if not container.streams.video:
                 raise SourceError(f"no video stream in {self._log_source}")
             stream = container.streams.video[0]

@@ -312,6 +312,41 @@ def test_recovery_line_counts_this_outage(tmp_path, caplog):
     assert reader.counters.reconnects == 5
 
 
+def test_stop_during_reconnect_logs_no_recovery(tmp_path, caplog):
+    """After "received SIGTERM; stopping", a reader whose reopen then succeeded logged "streaming ... again"."""
+    import cv2
+
+    image = tmp_path / "still.jpg"
+    cv2.imwrite(str(image), np.full((120, 160, 3), 90, dtype=np.uint8))
+    caplog.set_level(logging.INFO)
+    quick = IngestConfig(open_timeout_s=1, read_timeout_s=1, backoff_initial_s=0.01, backoff_max_s=0.01)
+    reader, collector, stop = make_reader(str(image), ingest=quick, loop=True)
+    opens = []
+    real_open = reader._open
+
+    def open_then_stop():
+        # The first open streams the one-frame file and the second fails, so the third is a reconnect. The stop
+        # arrives while it opens.
+        opens.append(time.monotonic())
+        if len(opens) == 2:
+            raise OSError("scripted open failure")
+        if len(opens) == 3:
+            stop.set()
+        return real_open()
+
+    reader._open = open_then_stop
+    reader.start()
+    reader.join(10)
+    collector.close()
+
+    assert not reader.is_alive(), "reader thread did not stop"
+    assert len(opens) == 3
+    assert reader.state is ReaderState.STOPPED
+    assert reader.counters.reconnects == 1
+    assert reader.counters.frames_decoded == 1
+    assert not [r.getMessage() for r in caplog.records if "again" in r.getMessage()]
+
+
 @pytest.mark.parametrize(("url", "expected"), [
     ("rtsp://10.0.0.1/user=admin&password=XmSecret5&channel=1&stream=0.sdp",
      "rtsp://10.0.0.1/user=admin&password=***&channel=1&stream=0.sdp"),
