@@ -281,15 +281,20 @@ def test_looping_image_respects_max_fps(tmp_path, caplog):
     assert len(streaming_lines) == 1
 
 
-def test_recovery_line_counts_this_outage(tmp_path, caplog):
-    """The "streaming ... again" line counts the reconnects of its own outage, not all since start."""
+def looping_still_reader(tmp_path):
+    """Return a reader of a one-frame image file that loops, reopening at once, with its collector and stop."""
     import cv2
 
     image = tmp_path / "still.jpg"
     cv2.imwrite(str(image), np.full((120, 160, 3), 90, dtype=np.uint8))
-    caplog.set_level(logging.INFO)
     quick = IngestConfig(open_timeout_s=1, read_timeout_s=1, backoff_initial_s=0.01, backoff_max_s=0.01)
-    reader, collector, stop = make_reader(str(image), ingest=quick, loop=True)
+    return make_reader(str(image), ingest=quick, loop=True)
+
+
+def test_recovery_line_counts_this_outage(tmp_path, caplog):
+    """The "streaming ... again" line counts the reconnects of its own outage, not all since start."""
+    caplog.set_level(logging.INFO)
+    reader, collector, stop = looping_still_reader(tmp_path)
     # Each entry is one open: True streams the one-frame file, False fails. Three failed opens make the first
     # outage three reconnects long, and two make the second one two reconnects long.
     script = iter([True, False, False, False, True, False, False, True])
@@ -314,13 +319,8 @@ def test_recovery_line_counts_this_outage(tmp_path, caplog):
 
 def test_stop_during_reconnect_logs_no_recovery(tmp_path, caplog):
     """After "received SIGTERM; stopping", a reader whose reopen then succeeded logged "streaming ... again"."""
-    import cv2
-
-    image = tmp_path / "still.jpg"
-    cv2.imwrite(str(image), np.full((120, 160, 3), 90, dtype=np.uint8))
     caplog.set_level(logging.INFO)
-    quick = IngestConfig(open_timeout_s=1, read_timeout_s=1, backoff_initial_s=0.01, backoff_max_s=0.01)
-    reader, collector, stop = make_reader(str(image), ingest=quick, loop=True)
+    reader, collector, stop = looping_still_reader(tmp_path)
     opens = []
     real_open = reader._open
 

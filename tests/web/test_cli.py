@@ -3,6 +3,7 @@ admin password, and a web config given to check-config."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 
@@ -14,11 +15,17 @@ def run_web(config_path, timeout_s: float = 60) -> subprocess.CompletedProcess:
                           timeout=timeout_s)
 
 
-def test_port_in_use_exits_with_message(tmp_path):
+@contextlib.contextmanager
+def taken_port():
+    """Yield a port on 127.0.0.1 that a listening socket holds until the block ends."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield taken.getsockname()[1]
+
+
+def test_port_in_use_exits_with_message(tmp_path):
+    with taken_port() as port:
         config = tmp_path / "web.toml"
         config.write_text(f'listen_port = {port}\ndata_dir = "data"\n', encoding="utf-8")
         result = run_web(config)
@@ -38,10 +45,7 @@ def test_bad_feed_endpoint_rejected(tmp_path):
 
 
 def test_bootstrap_admin_points_to_account_page(tmp_path):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         config = tmp_path / "web.toml"
         # The password is printed before the service binds its port, so a taken port ends the run early.
         config.write_text(f'listen_port = {port}\ndata_dir = "data"\nbootstrap_admin = true\n', encoding="utf-8")

@@ -46,6 +46,12 @@ def upload_form(token: str, field: str, data: bytes, filename: str, **fields: st
     return form
 
 
+async def import_csv(client, token: str, csv_text: str):
+    """Post `csv_text` as the UTF-8 file list.csv to the plate import form."""
+    return await client.post("/watchlists/plates/import",
+                             data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+
+
 async def test_add_and_remove_plate(admin):
     app, client, token = admin
     response = await client.post("/watchlists/plates", data={
@@ -145,8 +151,7 @@ async def test_import_lists_rejected_rows(admin):
                 ",case 2,stolen,0\n"
                 "沪B54321,case 3,stolen,9\n"
                 "粤C11111,case 4,stolen,1\n")
-    response = await client.post("/watchlists/plates/import",
-                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    response = await import_csv(client, token, csv_text)
     text = await response.text()
     assert response.status == 200
     assert "已导入 2 条，拒绝 2 行" in text
@@ -268,8 +273,7 @@ async def test_import_audit_names_lists_and_ids(admin):
                 "沪B54321,case 2,wanted,0\n"
                 "沪B54322,,wanted,0\n"
                 "沪B54323,case 4,wanted,1\n")
-    response = await client.post("/watchlists/plates/import",
-                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    response = await import_csv(client, token, csv_text)
     assert response.status == 200
 
     (record,) = app[AUDIT_LOG_KEY].query(1, 50, action="watchlist_plate_import").records
@@ -291,8 +295,7 @@ async def test_rejected_rows_explained_in_chinese(admin):
                 "京A12345,case 4,stolen,0\n"
                 "苏B#1234,case 5,stolen,0\n"
                 "1234567,case 6,stolen,0\n")
-    response = await client.post("/watchlists/plates/import",
-                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    response = await import_csv(client, token, csv_text)
     text = await response.text()
     rows = dict(re.findall(r"<tr><td>(\d+)</td><td>(.*?)</td></tr>", text))
     assert rows["3"] == "布控原因为空；请写明布控原因，如案件编号。"
@@ -519,8 +522,7 @@ async def test_corrected_pattern_explained(admin, pattern, shown, absent):
         assert absent not in text
 
     csv_text = f"pattern,reason,list_name,max_edits\n{pattern},case 1,stolen,0\n"
-    imported = await client.post("/watchlists/plates/import",
-                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    imported = await import_csv(client, token, csv_text)
     assert shown in await imported.text()
 
 
@@ -536,8 +538,7 @@ async def test_corrected_pattern_explained_in_english(admin):
 async def test_import_lists_at_most_200_rejected_rows(admin):
     _app, client, token = admin
     csv_text = "pattern,reason,list_name,max_edits\n" + "".join(f",case {n},stolen,0\n" for n in range(230))
-    response = await client.post("/watchlists/plates/import",
-                                 data=upload_form(token, "file", csv_text.encode("utf-8"), "list.csv"))
+    response = await import_csv(client, token, csv_text)
     text = await response.text()
     assert "已导入 0 条，拒绝 230 行" in text
     assert len(re.findall(r"<tr><td>\d+</td>", text)) == 200
