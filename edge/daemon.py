@@ -217,7 +217,8 @@ class Daemon:
         }
         if self.plate_events:
             body["plates"] = {
-                "pipelines": {name: {"plates_published": b.plates_published, "hits_published": b.hits_published}
+                "pipelines": {name: {"plates_published": b.plates_published, "hits_published": b.hits_published,
+                                     "repeats_suppressed": b.repeats_suppressed}
                               for name, b in self.plate_events.items()},
                 "watchlist_version": self.watchlist.version if self.watchlist else None,
             }
@@ -226,6 +227,7 @@ class Daemon:
         if self.face_galleries:
             body["faces"] = {
                 "hits_published": sum(events.hits_published for events in self.face_events),
+                "repeats_suppressed": sum(events.repeats_suppressed for events in self.face_events),
                 "gallery_persons": sum(len(gallery.current()) for gallery in self.face_galleries),
             }
         return body

@@ -176,7 +176,9 @@ def render_metrics(health: dict, inference: InferenceStats | None = None,
 
     plates = health.get("plates") or {}
     for counter, help_text in (("plates_published", "plate messages handed to the publisher queue."),
-                               ("hits_published", "hit.plate messages handed to the publisher queue.")):
+                               ("hits_published", "hit.plate messages handed to the publisher queue."),
+                               ("repeats_suppressed", "plates not sent because the camera sent them within "
+                                                      "repeat_window_s.")):
         family(f"edge_plates_{counter}_total", "counter", f"Per plate pipeline: {help_text}",
                [(f'{{pipeline="{_label(name)}"}}', counts[counter])
                 for name, counts in plates.get("pipelines", {}).items() if counter in counts])
@@ -187,6 +189,9 @@ def render_metrics(health: dict, inference: InferenceStats | None = None,
     if "hits_published" in faces:
         family("edge_faces_hits_published_total", "counter", "hit.face messages handed to the publisher queue.",
                [("", faces["hits_published"])])
+    if "repeats_suppressed" in faces:
+        family("edge_faces_repeats_suppressed_total", "counter", "Face matches without a hit because the camera "
+               "sent a hit for the person within repeat_window_s.", [("", faces["repeats_suppressed"])])
     if "gallery_persons" in faces:
         family("edge_faces_gallery_persons", "gauge", "Enrolled persons that faces are matched against.",
                [("", faces["gallery_persons"])])

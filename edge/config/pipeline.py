@@ -143,6 +143,12 @@ class PlateStage(StrictModel):
         description="After a track's plate is published, read it again on every Nth frame, so a different "
         "vehicle that continues the same track (a car following closely at a gate) still gets its own plate.",
     )
+    repeat_window_s: float = Field(
+        default=15.0, ge=0, le=3600,
+        description="A plate that this camera published less than this many seconds of frame time ago is not "
+        "published again, because a tracker that loses a vehicle in the dark or behind another one starts "
+        "new tracks for it. Every sighting restarts the window. 0 publishes every track's plate.",
+    )
 
     @field_validator("vehicle_classes")
     @classmethod
@@ -197,6 +203,12 @@ class FaceStage(StrictModel):
         default=5, ge=1, le=1000,
         description="After max_faces_per_track or a hit, check the track's face on every Nth frame only, so "
         "another person who continues the same track is still matched.",
+    )
+    repeat_window_s: float = Field(
+        default=15.0, ge=0, le=3600,
+        description="A person that this camera matched less than this many seconds of frame time ago gets no "
+        "new hit, because a tracker that loses a person behind others starts new tracks for them. Every match "
+        "restarts the window. 0 sends a hit for every track.",
     )
     match_margin: float = Field(
         default=0.05, ge=0, lt=1,

@@ -16,6 +16,7 @@ from edge.bus.schema import utc_iso
 from edge.config.pipeline import FaceStage
 from edge.core.regions import Region, crop_region
 from edge.events.feed import FeedEvent
+from edge.events.repeats import RecentKeys
 from edge.events.snapshot import encode_jpegs
 from edge.faces.analyzer import FaceResult
 from edge.watchlist.faces import FaceGallery, FaceMatch
@@ -88,7 +89,9 @@ class FaceEventBuilder:
         self.gallery = gallery
         self.jpeg_quality = jpeg_quality
         self._tracks: dict[tuple[str, int], _TrackState] = {}
+        self._recent: dict[str, RecentKeys] = {}  # camera -> person ids matched, by frame time
         self.hits_published = 0
+        self.repeats_suppressed = 0  # matches without a hit because the camera sent one moments ago
 
     def wants_faces(self, camera_id: str, track_id: int, frame_index: int) -> bool:
         state = self._tracks.get((camera_id, track_id))
@@ -99,6 +102,7 @@ class FaceEventBuilder:
     def on_frame(self, camera_id: str, observations: dict[int, list[FaceObservation]],
                  ended_track_ids: list[int]) -> list[FeedEvent]:
         gallery = self.gallery()
+        recent = self._recent.setdefault(camera_id, RecentKeys(self.stage.repeat_window_s))
         events: list[FeedEvent] = []
         for track_id, track_observations in observations.items():
             state = self._tracks.setdefault((camera_id, track_id), _TrackState())
@@ -106,9 +110,20 @@ class FaceEventBuilder:
                 if observation.result.embedding is None:
                     continue
                 match = self._attempt(gallery, state, observation.result.embedding)
-                if match is not None and match.person.id not in state.hit_person_ids:
-                    state.hit_person_ids.add(match.person.id)
-                    events.append(self._hit(camera_id, track_id, observation, match, gallery.model_id))
+                if match is None:
+                    continue
+                # Every match counts as a sighting, so a person who stays in view keeps the window open.
+                repeat = recent.seen_recently(match.person.id, observation.frame_time_utc)
+                if match.person.id in state.hit_person_ids:
+                    continue
+                state.hit_person_ids.add(match.person.id)
+                if repeat:
+                    self.repeats_suppressed += 1
+                    log.info("%s: face on track %d matches watchlist person %d, who had a hit on this camera less "
+                             "than %g s ago; no new hit", camera_id, track_id, match.person.id,
+                             self.stage.repeat_window_s)
+                    continue
+                events.append(self._hit(camera_id, track_id, observation, match, gallery.model_id))
         for track_id in ended_track_ids:
             # Forget the track's embeddings as soon as it ends.
             self._tracks.pop((camera_id, track_id), None)
@@ -139,3 +154,4 @@ class FaceEventBuilder:
     def forget_camera(self, camera_id: str) -> None:
         for key in [key for key in self._tracks if key[0] == camera_id]:
             del self._tracks[key]
+        self._recent.pop(camera_id, None)

@@ -9,6 +9,7 @@ from typing import Callable
 from edge.bus.schema import utc_iso
 from edge.config.pipeline import PlateStage
 from edge.events.feed import FeedEvent
+from edge.events.repeats import RecentKeys
 from edge.events.snapshot import encode_jpegs
 from edge.plates.vote import PlateObservation, PlateVote, TrackVotes, edit_distance
 
@@ -24,6 +25,7 @@ DIFFERENT_PLATE_EDITS = 2
 
 @dataclass
 class _CameraState:
+    recent: RecentKeys  # plate texts published or suppressed as repeats, by frame time
     votes: dict[int, TrackVotes] = field(default_factory=dict)
     published: dict[int, str] = field(default_factory=dict)  # live track -> plate text already published
 
@@ -72,7 +74,7 @@ class PlateEventBuilder:
     A track's plate goes out once: as soon as `min_reads` valid reads agree with `min_confidence`, or when the
     track ends with anything valid read. A published track is read again on every `recheck_every_frames`
     frame. When those reads settle on a clearly different plate, a following vehicle took over the track, so
-    its plate goes out as well.
+    its plate goes out as well. A plate that the camera sent within `repeat_window_s` is not sent again.
     """
 
     def __init__(self, stage: PlateStage, match_watchlist: Callable[[str], list], jpeg_quality: int = 85):
@@ -82,6 +84,7 @@ class PlateEventBuilder:
         self._cameras: dict[str, _CameraState] = {}
         self.plates_published = 0
         self.hits_published = 0
+        self.repeats_suppressed = 0  # plates not published because the camera published them moments ago
 
     def should_read(self, camera_id: str, track_id: int, frame_index: int) -> bool:
         """True for tracks still voting, and on every recheck_every_frames frame for published ones."""
@@ -92,7 +95,9 @@ class PlateEventBuilder:
 
     def on_frame(self, camera_id: str, observations: dict[int, list[PlateObservation]],
                  ended_track_ids: list[int]) -> list[FeedEvent]:
-        state = self._cameras.setdefault(camera_id, _CameraState())
+        state = self._cameras.get(camera_id)
+        if state is None:
+            state = self._cameras[camera_id] = _CameraState(RecentKeys(self.stage.repeat_window_s))
         events: list[FeedEvent] = []
         for track_id, track_observations in observations.items():
             votes = state.votes.setdefault(track_id, TrackVotes(self.stage.max_reads_per_track))
@@ -103,23 +108,30 @@ class PlateEventBuilder:
                 continue
             published = state.published.get(track_id)
             if published is None or edit_distance(published, vote.text) >= DIFFERENT_PLATE_EDITS:
-                events += self._publish(camera_id, track_id, vote, state)
+                events += self._publish(camera_id, track_id, vote, state, track_observations[-1].frame_time_utc)
             else:
                 # Rechecks that agree with the published plate start over, so an old vote never mixes into the
-                # next vehicle's.
+                # next vehicle's. They also show that the plate is still in view.
                 state.votes.pop(track_id, None)
+                state.recent.seen_recently(published, track_observations[-1].frame_time_utc)
         for track_id in ended_track_ids:
             votes = state.votes.pop(track_id, None)
             if track_id not in state.published and votes is not None:
                 vote = votes.vote()
                 if vote is not None:
-                    events += self._publish(camera_id, track_id, vote, state)
+                    events += self._publish(camera_id, track_id, vote, state, votes.observations[-1].frame_time_utc)
             state.published.pop(track_id, None)
         return events
 
-    def _publish(self, camera_id: str, track_id: int, vote: PlateVote, state: _CameraState) -> list[FeedEvent]:
+    def _publish(self, camera_id: str, track_id: int, vote: PlateVote, state: _CameraState,
+                 now_s: float) -> list[FeedEvent]:
         state.published[track_id] = vote.text
         state.votes.pop(track_id, None)
+        if state.recent.seen_recently(vote.text, now_s):
+            self.repeats_suppressed += 1
+            log.info("%s: plate %s on track %d not sent again: this camera sent it less than %g s ago", camera_id,
+                     vote.text, track_id, self.stage.repeat_window_s)
+            return []
         body = plate_body(camera_id, track_id, vote)
         images = encode_jpegs([vote.best.frame_bgr, vote.best.result.plate_bgr], self.jpeg_quality)
         events = [FeedEvent(TOPIC_PLATE, body, images)]

@@ -104,15 +104,15 @@ def test_reloader_sees_new_person(watchlist):
     assert reloader.refresh_if_changed() is False
 
 
-def observation(embedding: np.ndarray | None) -> FaceObservation:
+def observation(embedding: np.ndarray | None, frame_time_s: float = 0.0) -> FaceObservation:
     detection = FaceDetection(np.array([10, 10, 40, 40], dtype=np.float32), np.full((5, 2), 20, dtype=np.float32), 0.9)
     quality = QualityReport(embedding is not None, (), 50.0, 0.9, 100.0, 0.0, 0.0)
     result = FaceResult(0, detection, quality, np.zeros((112, 112, 3), dtype=np.uint8), embedding)
-    return FaceObservation(result, FRAME, 0.0, np.array([0, 0, 60, 60], dtype=np.float32))
+    return FaceObservation(result, FRAME, frame_time_s, np.array([0, 0, 60, 60], dtype=np.float32))
 
 
-def builder(max_faces: int = 10) -> FaceEventBuilder:
-    stage = FaceStage(detector="d", embedder="e", max_faces_per_track=max_faces)
+def builder(max_faces: int = 10, repeat_window_s: float = 15.0) -> FaceEventBuilder:
+    stage = FaceStage(detector="d", embedder="e", max_faces_per_track=max_faces, repeat_window_s=repeat_window_s)
     fixed = gallery()
     return FaceEventBuilder(stage, lambda: fixed, jpeg_quality=80)
 
@@ -130,8 +130,38 @@ def test_one_hit_per_track():
 
 def test_new_track_hits_again():
     events = builder()
-    events.on_frame("cam", {7: [observation(unit(1, 0, 0))]}, [])
-    later = events.on_frame("cam", {8: [observation(unit(1, 0, 0))]}, [7])
+    events.on_frame("cam", {7: [observation(unit(1, 0, 0), frame_time_s=100.0)]}, [])
+    later = events.on_frame("cam", {8: [observation(unit(1, 0, 0), frame_time_s=116.0)]}, [7])
+    assert [e.body["track_id"] for e in later] == [8]
+
+
+def test_broken_track_gets_no_repeat_hit():
+    # The tracker lost the person for a moment and started track 8 for them 2 s after the hit on track 7.
+    events = builder()
+    first = events.on_frame("cam", {7: [observation(unit(1, 0, 0), frame_time_s=100.0)]}, [])
+    repeat = events.on_frame("cam", {8: [observation(unit(1, 0, 0), frame_time_s=102.0)]}, [7])
+    other_camera = events.on_frame("cam-2", {8: [observation(unit(1, 0, 0), frame_time_s=102.0)]}, [])
+
+    assert [e.body["track_id"] for e in first] == [7]
+    assert repeat == []
+    assert events.repeats_suppressed == 1
+    assert [e.body["track_id"] for e in other_camera] == [8]
+
+
+def test_repeat_window_restarts_while_in_view():
+    events = builder()
+    events.on_frame("cam", {7: [observation(unit(1, 0, 0), frame_time_s=100.0)]}, [])
+    # Rechecks of the same track keep seeing the person, 10 and 20 s later.
+    events.on_frame("cam", {7: [observation(unit(1, 0, 0), frame_time_s=110.0)]}, [])
+    events.on_frame("cam", {7: [observation(unit(1, 0, 0), frame_time_s=120.0)]}, [])
+    repeat = events.on_frame("cam", {9: [observation(unit(1, 0, 0), frame_time_s=130.0)]}, [7])
+    assert repeat == []
+
+
+def test_zero_repeat_window_hits_every_track():
+    events = builder(repeat_window_s=0)
+    events.on_frame("cam", {7: [observation(unit(1, 0, 0), frame_time_s=100.0)]}, [])
+    later = events.on_frame("cam", {8: [observation(unit(1, 0, 0), frame_time_s=100.5)]}, [7])
     assert [e.body["track_id"] for e in later] == [8]
 
 

@@ -13,12 +13,13 @@ from edge.plates.vote import PlateObservation, TrackVotes, vote_plate
 FRAME = np.zeros((8, 8, 3), dtype=np.uint8)
 
 
-def observation(text: str, prob: float = 0.9, colour: str = "blue", probs: list[float] | None = None):
+def observation(text: str, prob: float = 0.9, colour: str = "blue", probs: list[float] | None = None,
+                frame_time_s: float = 0.0):
     char_probs = tuple(probs if probs is not None else [prob] * len(text))
     read = PlateRead(text=text, char_probs=char_probs, colour=colour, colour_score=0.9)
     result = PlateResult(0, np.zeros((4, 2), dtype=np.float32), 0.9, False, read,
                          check_plate(text, char_probs, colour), FRAME)
-    return PlateObservation(result, FRAME, 0.0, np.zeros(4, dtype=np.float32), "car")
+    return PlateObservation(result, FRAME, frame_time_s, np.zeros(4, dtype=np.float32), "car")
 
 
 def test_agreeing_reads_give_full_confidence():
@@ -100,6 +101,29 @@ def test_one_character_difference_is_same_plate():
     events = plate_builder()
     events.on_frame("cam", {4: [observation("苏A12345")] * 3}, [])
     assert events.on_frame("cam", {4: [observation("苏A12346")] * 3}, []) == []
+
+
+def test_broken_track_sends_no_repeat():
+    # The tracker lost the car in the dark and started tracks 5 and 6 for it, 3 and 9 s after track 4's plate.
+    events = plate_builder()
+    first = events.on_frame("cam", {4: [observation("鄂F8888警", colour="white", frame_time_s=100.0)] * 3}, [])
+    second = events.on_frame("cam", {5: [observation("鄂F8888警", colour="white", frame_time_s=103.0)] * 3}, [4])
+    third = events.on_frame("cam", {6: [observation("鄂F8888警", colour="white", frame_time_s=109.0)] * 3}, [5])
+    other_plate = events.on_frame("cam", {7: [observation("苏A12345", frame_time_s=110.0)] * 3}, [6])
+
+    assert [e.body["plate"]["text"] for e in first] == ["鄂F8888警"]
+    assert second == []
+    assert third == []
+    assert events.repeats_suppressed == 2
+    assert [e.body["plate"]["text"] for e in other_plate] == ["苏A12345"]
+
+
+def test_plate_sent_again_after_repeat_window():
+    events = plate_builder()
+    events.on_frame("cam", {4: [observation("苏A12345", frame_time_s=100.0)] * 3}, [])
+    # The same car passes again after 16 s out of view.
+    again = events.on_frame("cam", {9: [observation("苏A12345", frame_time_s=116.0)] * 3}, [4])
+    assert [e.body["plate"]["text"] for e in again] == ["苏A12345"]
 
 
 def test_published_track_read_only_on_recheck_frames():
