@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,6 +28,22 @@ class _RegionOwner:
     track_id: int  # -1 on plate cameras, whose plates are tracked after reading
     vehicle_class: str
     box_xyxy: np.ndarray
+
+
+def plate_width_px(corners_xy: np.ndarray) -> float:
+    """Return the mean length of the top and bottom edges of a plate's corners (top-left first, clockwise)."""
+    top = np.linalg.norm(corners_xy[1] - corners_xy[0])
+    bottom = np.linalg.norm(corners_xy[2] - corners_xy[3])
+    return float(top + bottom) / 2
+
+
+def reject_small_plate(result: PlateResult, min_width_px: int) -> PlateResult:
+    """Return the result, marked invalid when the plate is narrower than `min_width_px`."""
+    width = plate_width_px(result.corners_xy)
+    if not result.valid or width >= min_width_px:
+        return result
+    reason = f"plate {width:.0f} px wide, below min_plate_width_px {min_width_px}: too small to read reliably"
+    return replace(result, check=replace(result.check, valid=False, plate_type=None, reason=reason))
 
 
 class PlateStageRunner:
@@ -73,6 +89,7 @@ class PlateStageRunner:
         observations: dict[str, dict[int, list[PlateObservation]]] = defaultdict(lambda: defaultdict(list))
         plate_camera_results: dict[str, list[PlateResult]] = defaultdict(list)
         for result in results:
+            result = reject_small_plate(result, self.config.min_plate_width_px)
             owner = owners[result.region_index]
             camera_id = owner.packet.camera_id
             analysis = self.cameras[camera_id]

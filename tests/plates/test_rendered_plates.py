@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from edge.config.pipeline import PlateStage as PlateStageConfig
 from edge.core.regions import Region
 from edge.models.manifest import load_manifest, resolve_file
 from edge.core.iou import iou_matrix
@@ -23,6 +24,7 @@ from edge.plates.detector import LARGE_PLATE_SHARE, PlateDetector
 from edge.plates.grammar import DIGITS, LETTERS, PROVINCES
 from edge.plates.recognizer import PlateRecognizer
 from edge.plates.stage import PlateResult, PlateStage
+from edge.runtime.plate_runner import reject_small_plate
 from tests.conftest import MODEL_DIR
 from tests.support import render_plate
 
@@ -247,3 +249,18 @@ def test_large_plate_corners_cover_plate(stage, case, px_per_mm):
     (detection,) = detections
     assert detection.double_row is case.double_row
     assert iou_matrix(detection.box_xyxy[None], plate_box[None])[0, 0] >= 0.85
+
+
+def test_small_plate_read_rejected(stage):
+    # A 440 mm plate is about 53 px wide at 0.12 px/mm, above the stage's default minimum of 45.
+    (result,) = read_scene(stage, TYPE_CASES[0], "clean", 0.12)
+    assert result.valid, describe([result])
+    default_width = PlateStageConfig(detector="d", recognizer="r").min_plate_width_px
+
+    kept = reject_small_plate(result, default_width)
+    rejected = reject_small_plate(result, 60)
+
+    assert kept.valid
+    assert not rejected.valid
+    assert "below min_plate_width_px 60: too small to read reliably" in rejected.check.reason
+    assert rejected.check.plate_type is None
