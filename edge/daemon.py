@@ -32,6 +32,7 @@ from edge.runtime.pipeline import PipelineRunner, SecondStage
 from edge.runtime.face_runner import FaceStageRunner
 from edge.runtime.layout import resolve_layout
 from edge.runtime.plate_runner import PlateStageRunner
+from edge.runtime.overload import CameraLoad, OverloadMonitor
 from edge.runtime.scheduler import BatchScheduler
 from edge.track.tracker import Tracker
 from edge.watchlist.plates import PlateWatchlistReloader
@@ -298,6 +299,7 @@ class Daemon:
         systemd.notify("READY=1")
 
         deadline = None if duration_s is None else time.monotonic() + duration_s
+        overload = OverloadMonitor(time.monotonic())
         health_interval_s = self.plan.site.publisher.health_interval_s
         next_health = time.monotonic() + health_interval_s
         exit_code = 0
@@ -318,6 +320,7 @@ class Daemon:
                 if now >= next_health:
                     self.publisher.publish(TOPIC_HEALTH, self.health_body())
                     next_health = now + health_interval_s
+                overload.check(now, self._camera_loads())
                 if self.watchlist is not None:
                     self.watchlist.refresh_if_changed()
                 for gallery in self.face_galleries:
@@ -328,6 +331,12 @@ class Daemon:
         finally:
             self.stop()
         return exit_code
+
+    def _camera_loads(self) -> list[CameraLoad]:
+        # A file read with realtime = false comes faster than inference by design, so its drops are expected.
+        return [CameraLoad(runtime.camera.pipeline, camera_id, runtime.analysis.frames_inferred,
+                           runtime.reader.slot.dropped) for camera_id, runtime in self.cameras.items()
+                if runtime.camera.realtime]
 
     def stop(self) -> None:
         systemd.notify("STOPPING=1")

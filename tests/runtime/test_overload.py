@@ -1,0 +1,43 @@
+"""The overload warning: a pipeline that drops a large share of the offered frames is logged once a minute."""
+
+from __future__ import annotations
+
+import logging
+
+from edge.runtime.overload import CameraLoad, OverloadMonitor
+
+
+def loads(inferred_a: int, dropped_a: int, inferred_b: int = 0, dropped_b: int = 0) -> list[CameraLoad]:
+    return [CameraLoad("detect", "gate-north", inferred_a, dropped_a),
+            CameraLoad("detect", "gate-south", inferred_b, dropped_b)]
+
+
+def test_overloaded_pipeline_warned(caplog):
+    caplog.set_level(logging.WARNING, logger="edge.runtime.overload")
+    monitor = OverloadMonitor(now_s=0.0)
+    monitor.check(30.0, loads(100, 200))  # before the first interval ended: nothing
+    monitor.check(60.0, loads(200, 400, 300, 0))
+
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "pipeline detect is overloaded" in message
+    assert "took 8.3 frames/s and dropped 400 of 900 offered frames (44%; most on gate-north 67%, gate-south 0%)" \
+        in message
+    assert "lower max_fps, turn on motion_gating" in message
+
+
+def test_counts_only_the_last_interval(caplog):
+    caplog.set_level(logging.WARNING, logger="edge.runtime.overload")
+    monitor = OverloadMonitor(now_s=0.0)
+    monitor.check(60.0, loads(100, 900))
+    caplog.clear()
+    # The next minute kept up: 600 more frames inferred and 10 more dropped.
+    monitor.check(120.0, loads(700, 910))
+    assert caplog.records == []
+
+
+def test_idle_pipeline_not_warned(caplog):
+    caplog.set_level(logging.WARNING, logger="edge.runtime.overload")
+    monitor = OverloadMonitor(now_s=0.0)
+    monitor.check(60.0, loads(0, 0))
+    assert caplog.records == []
