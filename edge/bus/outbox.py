@@ -21,6 +21,9 @@ OUTBOX_NAME = "outbox.sqlite"
 BUSY_TIMEOUT_S = 5.0
 # Retention runs at open and then once per this many stored messages, because it scans the whole table.
 RETENTION_INTERVAL_WRITES = 100
+# It also runs when this long has passed, or a tenth of max_age_s if that is shorter, so that a box that
+# stores few messages still deletes them on time.
+RETENTION_INTERVAL_MAX_S = 600.0
 # A restart resumes after the highest reserved sequence, so it skips at most this many numbers.
 SEQUENCE_BLOCK = 1000
 # Images are stored as a 4-byte big-endian length before each image's bytes.
@@ -130,6 +133,8 @@ class Outbox(OutboxReader):
         self.max_bytes = max_bytes
         self._clock = clock
         self._writes_since_retention = 0
+        self._retention_interval_s = min(RETENTION_INTERVAL_MAX_S, max_age_s / 10)
+        self._last_retention_s = clock()
         connection = self._connection
         if connection.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
             log.warning("outbox %s: WAL mode is not available on this file system; replay reads may "
@@ -173,9 +178,16 @@ class Outbox(OutboxReader):
         if self._writes_since_retention >= RETENTION_INTERVAL_WRITES:
             self.apply_retention()
 
+    def apply_retention_if_due(self) -> int:
+        """Apply retention when its interval has passed since the last run; return the number deleted."""
+        if self._clock() - self._last_retention_s < self._retention_interval_s:
+            return 0
+        return self.apply_retention()
+
     def apply_retention(self) -> int:
         """Delete messages older than max_age_s, then the oldest beyond max_bytes; return the number deleted."""
         self._writes_since_retention = 0
+        self._last_retention_s = self._clock()
         connection = self._connection
         cutoff = self._clock() - self.max_age_s
         (expired_through,) = connection.execute("SELECT MAX(sequence) FROM messages WHERE written_at < ?",

@@ -305,6 +305,9 @@ class Publisher:
                 self._reserved_through = self.sequence + SEQUENCE_BLOCK - 1
             if is_stored_topic(topic):
                 outbox.write(self.sequence, topic, header, images)
+            else:
+                # health goes out every few seconds, so old messages expire on time even when no hit comes.
+                outbox.apply_retention_if_due()
         except sqlite3.Error as error:
             self.outbox_errors += 1
             count = self._outbox_error_log.record()

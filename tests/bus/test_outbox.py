@@ -116,6 +116,38 @@ def test_retention_runs_every_interval(tmp_path):
     outbox.close()
 
 
+def test_retention_after_interval_without_writes(tmp_path):
+    # Few hits: 3 messages, far fewer than RETENTION_INTERVAL_WRITES, must still expire on time.
+    clock = FakeClock()
+    outbox = open_outbox(tmp_path, max_age_s=60, clock=clock)
+    for sequence in (1, 2, 3):
+        outbox.write(sequence, "plate", b"{}", [])
+    clock.now += 5
+    assert outbox.apply_retention_if_due() == 0, "a tenth of max_age_s has not passed"
+
+    clock.now += 61
+    assert outbox.apply_retention_if_due() == 3
+    assert outbox.oldest_sequence() is None
+    outbox.close()
+
+
+def test_publisher_expires_messages_while_only_health_flows(tmp_path):
+    publisher = Publisher(f"tcp://127.0.0.1:{free_port()}", "box-test", queue_size=100,
+                          outbox=OutboxSettings(tmp_path / "outbox.sqlite", 60, 10**9, ""))
+    publisher.start()
+    try:
+        clock = FakeClock()
+        publisher._outbox._clock = clock
+        publisher._outbox._last_retention_s = clock.now
+        publisher.publish("plate", {"index": 1})
+        assert wait_until(lambda: publisher._outbox.stored_messages == 1, 10)
+        clock.now += 120
+        publisher.publish("health", {"uptime_s": 120.0})
+        assert wait_until(lambda: publisher._outbox.stored_messages == 0, 10)
+    finally:
+        publisher.close()
+
+
 def test_retention_at_open(tmp_path):
     clock = FakeClock()
     outbox = open_outbox(tmp_path, max_age_s=60, clock=clock)
