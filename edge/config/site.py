@@ -194,7 +194,8 @@ class IngestConfig(StrictModel):
     )
     backoff_initial_s: float = Field(default=1.0, gt=0, le=60, description="First wait before a reconnect.")
     backoff_max_s: float = Field(
-        default=30.0, gt=0, le=600, description="Cap for the doubling wait between reconnects."
+        default=30.0, gt=0, le=600, description="Cap for the doubling wait between reconnects. Each wait is 75% to "
+        "100% of its step, at random, so cameras that fail together do not reconnect all at once."
     )
 
     @model_validator(mode="after")

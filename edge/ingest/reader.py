@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import random
 import re
 import threading
 import time
@@ -26,6 +27,17 @@ log = logging.getLogger(__name__)
 # 2,880 warnings a day. After this many failures in a row the warning repeats only once per interval.
 WARNINGS_IN_A_ROW = 5
 REPEAT_WARNING_INTERVAL_S = 600.0
+# Each reconnect waits between (1 - this) and 1 times the backoff step; see jittered().
+BACKOFF_JITTER = 0.25
+
+
+def jittered(backoff_s: float) -> float:
+    """Return a wait of 75% to 100% of `backoff_s`, at random.
+
+    Cameras behind one switch or recorder fail together; without the spread they would also all reconnect
+    in the same instant when it comes back, at every step of the backoff.
+    """
+    return backoff_s * random.uniform(1.0 - BACKOFF_JITTER, 1.0)
 
 
 class ReaderState(str, Enum):
@@ -155,14 +167,15 @@ class CameraReader(threading.Thread):
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 self._reconnects_before_outage = self.counters.reconnects
-            self._warn_reconnect(reason, backoff_s)
-            if self.stop_event.wait(backoff_s):
+            wait_s = jittered(backoff_s)
+            self._warn_reconnect(reason, wait_s)
+            if self.stop_event.wait(wait_s):
                 break
             self.counters.reconnects += 1
             backoff_s = min(backoff_s * 2, self.ingest.backoff_max_s)
         self.state = ReaderState.STOPPED
 
-    def _warn_reconnect(self, reason: str, backoff_s: float) -> None:
+    def _warn_reconnect(self, reason: str, wait_s: float) -> None:
         """Log a failed attempt: every one of the first WARNINGS_IN_A_ROW, then one per REPEAT_WARNING_INTERVAL_S."""
         self._failures_in_row += 1
         now = time.monotonic()
@@ -170,8 +183,8 @@ class CameraReader(threading.Thread):
         level = logging.WARNING if self._failures_in_row <= WARNINGS_IN_A_ROW or repeat_due else logging.DEBUG
         if level == logging.WARNING:
             self._last_warning_monotonic = now
-        log.log(level, "%s: %s; reconnect %d in %.1f s", self.camera.id, reason, self.counters.reconnects + 1,
-                backoff_s)
+        log.log(level, "%s: %s; reconnect %d in %.2f s", self.camera.id, reason, self.counters.reconnects + 1,
+                wait_s)
         if self._failures_in_row == WARNINGS_IN_A_ROW:
             log.warning("%s: %d failures in a row; until the camera streams again, this warning repeats every "
                         "%.0f s (reconnects stay counted in health)", self.camera.id, WARNINGS_IN_A_ROW,

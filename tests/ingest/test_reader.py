@@ -13,7 +13,7 @@ import pytest
 
 from edge.config.site import CameraConfig, IngestConfig
 from edge.ingest.reader import (WARNINGS_IN_A_ROW, CameraReader, FrameRateLimiter, ReaderState, StreamTimeoutError,
-                                describe_stream_error)
+                                describe_stream_error, jittered)
 from edge.ingest.redact import redact_url
 from edge.ingest.slot import LatestFrameSlot
 from tests.conftest import CAR_CLIP, PEOPLE_CLIP, free_port, wait_until
@@ -227,7 +227,9 @@ def test_unserved_url_backs_off_with_cap(caplog):
     stop_reader(reader, stop, collector)
     waits = [float(r.getMessage().rsplit(" in ", 1)[1].split()[0]) for r in caplog.records
              if "; reconnect " in r.getMessage()]
-    assert waits[:4] == [0.2, 0.4, 0.8, 0.8]
+    # The steps double from 0.2 s to the cap of 0.8 s, and each wait is 75% to 100% of its step.
+    for wait, step in zip(waits[:4], (0.2, 0.4, 0.8, 0.8)):
+        assert 0.75 * step - 0.005 <= wait <= step, waits
 
 
 def test_dead_camera_warnings_limited(caplog):
@@ -407,3 +409,10 @@ def test_refused_rtsp_connection_logs_hint(caplog):
     assert UNREACHABLE_HINT in caplog.text
     assert "Secret-77" not in caplog.text
     assert "rtsp://***@127.0.0.1" in caplog.text
+
+
+def test_reconnect_waits_spread():
+    waits = [jittered(8.0) for _ in range(200)]
+    assert all(6.0 <= wait <= 8.0 for wait in waits)
+    # Cameras that fail together must not all reconnect in the same instant.
+    assert max(waits) - min(waits) > 1.0
