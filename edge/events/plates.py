@@ -34,7 +34,8 @@ def _round_points(points) -> list[list[float]]:
     return [[round(float(x), 1), round(float(y), 1)] for x, y in points]
 
 
-def plate_body(camera_id: str, track_id: int, vote: PlateVote) -> dict:
+def plate_body(camera_id: str, track_id: int, vote: PlateVote, settled: bool) -> dict:
+    """Return the `plate` message body; `settled` tells whether the vote reached min_reads and min_confidence."""
     best = vote.best
     return {
         "camera_id": camera_id,
@@ -46,6 +47,7 @@ def plate_body(camera_id: str, track_id: int, vote: PlateVote) -> dict:
             "colour": vote.colour,
             "confidence": round(vote.confidence, 4),
             "reads": vote.reads,
+            "settled": settled,
             "double_row": best.result.double_row,
             "corners_xy": _round_points(best.result.corners_xy),
         },
@@ -104,7 +106,7 @@ class PlateEventBuilder:
             for observation in track_observations:
                 votes.add(observation)
             vote = votes.vote()
-            if not (vote and vote.reads >= self.stage.min_reads and vote.confidence >= self.stage.min_confidence):
+            if not self._settled(vote):
                 continue
             published = state.published.get(track_id)
             if published is None or edit_distance(published, vote.text) >= DIFFERENT_PLATE_EDITS:
@@ -123,6 +125,9 @@ class PlateEventBuilder:
             state.published.pop(track_id, None)
         return events
 
+    def _settled(self, vote: PlateVote | None) -> bool:
+        return vote is not None and vote.reads >= self.stage.min_reads and vote.confidence >= self.stage.min_confidence
+
     def _publish(self, camera_id: str, track_id: int, vote: PlateVote, state: _CameraState,
                  now_s: float) -> list[FeedEvent]:
         state.published[track_id] = vote.text
@@ -132,7 +137,7 @@ class PlateEventBuilder:
             log.info("%s: plate %s on track %d not sent again: this camera sent it less than %g s ago", camera_id,
                      vote.text, track_id, self.stage.repeat_window_s)
             return []
-        body = plate_body(camera_id, track_id, vote)
+        body = plate_body(camera_id, track_id, vote, self._settled(vote))
         images = encode_jpegs([vote.best.frame_bgr, vote.best.result.plate_bgr], self.jpeg_quality)
         events = [FeedEvent(TOPIC_PLATE, body, images)]
         self.plates_published += 1

@@ -118,6 +118,17 @@ def test_broken_track_sends_no_repeat():
     assert [e.body["plate"]["text"] for e in other_plate] == ["苏A12345"]
 
 
+def test_plate_marked_unsettled_at_track_end():
+    events = plate_builder()
+    # One read: below min_reads, so the plate goes out only when the track ends, marked as not settled.
+    assert events.on_frame("cam", {4: [observation("苏A12345", frame_time_s=100.0)]}, []) == []
+    (ended,) = events.on_frame("cam", {}, [4])
+    (settled,) = events.on_frame("cam", {5: [observation("皖K66666", colour="yellow", frame_time_s=130.0)] * 3}, [])
+
+    assert ended.body["plate"]["settled"] is False
+    assert settled.body["plate"]["settled"] is True
+
+
 def test_plate_sent_again_after_repeat_window():
     events = plate_builder()
     events.on_frame("cam", {4: [observation("苏A12345", frame_time_s=100.0)] * 3}, [])
