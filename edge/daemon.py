@@ -70,6 +70,7 @@ class CameraRuntime:
             "detections_published": analysis.detections_published,
             "plates_read": analysis.plates_read,
             "plates_invalid": analysis.plates_invalid,
+            "tracks_without_plate": analysis.tracks_without_plate,
             "faces_seen": analysis.faces_seen,
             "faces_rejected": analysis.faces_rejected,
             "face_hits": analysis.face_hits,

@@ -88,6 +88,11 @@ class PlateEventBuilder:
         self.hits_published = 0
         self.repeats_suppressed = 0  # plates not published because the camera published them moments ago
 
+    def is_published(self, camera_id: str, track_id: int) -> bool:
+        """True for a live track whose plate was sent, or held back as a repeat."""
+        state = self._cameras.get(camera_id)
+        return state is not None and track_id in state.published
+
     def should_read(self, camera_id: str, track_id: int, frame_index: int) -> bool:
         """True for tracks still voting, and on every recheck_every_frames frame for published ones."""
         state = self._cameras.get(camera_id)

@@ -20,6 +20,7 @@ class CameraAnalysis:
     detections_published: int = 0
     plates_read: int = 0
     plates_invalid: int = 0
+    tracks_without_plate: int = 0  # vehicle tracks searched for a plate that ended without one
     faces_seen: int = 0
     faces_rejected: int = 0  # below the quality gate, so never matched
     face_hits: int = 0
