@@ -28,6 +28,16 @@ DEFAULT_LANGUAGE_KEY = web.AppKey("default_language", str)
 TIMEZONE_KEY = web.AppKey("timezone", ZoneInfo)
 
 
+def plate_unsettled(hit: object) -> bool:
+    """True for a plate that its box sent when the track ended, before the vote reached its thresholds.
+
+    Boxes of earlier versions send no `settled` field; their plates count as settled.
+    """
+    header = getattr(hit, "header", None)
+    plate = header.get("plate") if isinstance(header, dict) else None
+    return isinstance(plate, dict) and plate.get("settled") is False
+
+
 def setup_rendering(app: web.Application, default_language: str, timezone_name: str) -> None:
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -38,6 +48,7 @@ def setup_rendering(app: web.Application, default_language: str, timezone_name: 
     templates.globals["plate_types"] = PLATE_TYPES
     templates.globals["plate_colours"] = COLOURS
     templates.globals["hit_topics"] = HIT_TOPICS
+    templates.globals["plate_unsettled"] = plate_unsettled
     # Form fields stop at the watchlist's own limit, so a too-long reason never gets the store's English error.
     templates.globals["max_text_chars"] = MAX_TEXT_LENGTH
     # Upload forms check the total size of the chosen files against this before sending. The request

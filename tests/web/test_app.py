@@ -35,12 +35,14 @@ def jpeg(width: int = 320, height: int = 240, value: int = 90) -> bytes:
 
 
 def plate_message(sequence: int, text: str = "皖K66666", topic: str = "hit.plate", camera_id: str = "gate-north",
-                  frame_time: str = "2026-12-04T02:00:00.000Z", list_name: str = "stolen-vehicles") -> FeedMessage:
+                  frame_time: str = "2026-12-04T02:00:00.000Z", list_name: str = "stolen-vehicles",
+                  settled: bool = True) -> FeedMessage:
     header = {
         "schema": 1, "publisher_id": "hub-07", "sequence": sequence, "sent_at": frame_time,
         "camera_id": camera_id, "track_id": sequence, "frame_time": frame_time,
         "plate": {"text": text, "type": "standard", "colour": "yellow", "confidence": 0.99, "reads": 3,
-                  "double_row": False, "corners_xy": [[100, 150], [180, 150], [180, 175], [100, 175]]},
+                  "settled": settled, "double_row": False,
+                  "corners_xy": [[100, 150], [180, 150], [180, 175], [100, 175]]},
         "vehicle": {"class": "car", "box_xyxy": [40.0, 60.0, 260.0, 220.0]},
     }
     if topic == "hit.plate":
@@ -552,6 +554,21 @@ async def test_handler_failure_gets_app_page(app_and_client, monkeypatch, caplog
     assert "disk I/O error" not in text
     assert "GET /cameras failed" in caplog.text
     assert "disk I/O error" in caplog.text
+
+
+async def test_unsettled_plate_flagged(aiohttp_client, tmp_path, web_config):
+    app, client = await client_as(aiohttp_client, tmp_path, web_config, "viewer")
+    # client_as stored hit 1 already.
+    unsettled = app[HIT_STORE_KEY].add(plate_message(10, text="京EA5331", settled=False))
+    settled = app[HIT_STORE_KEY].add(plate_message(11, text="苏B12345"))
+
+    live = await (await client.get("/")).text()
+    unsettled_hit = await (await client.get(f"/hits/{unsettled.id}")).text()
+    settled_hit = await (await client.get(f"/hits/{settled.id}")).text()
+
+    assert live.count('<span class="unsettled"') == 1
+    assert "该车牌在轨迹结束时才发送，投票未达到阈值" in unsettled_hit
+    assert "未确认" not in settled_hit
 
 
 async def test_pages_show_camera_names(app_and_client):
