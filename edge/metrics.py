@@ -123,19 +123,27 @@ class FrameRateMeter:
         self._rates: dict[str, float] = {}
 
     def update(self, health: dict) -> dict[str, float]:
-        """Return the frame rate per camera id; the first scrape of a camera averages over the uptime."""
+        """Return the frame rate per camera id: 0 for a camera that is not streaming, and no rate for a
+        streaming camera until a scrape at least MIN_RATE_WINDOW_S after its first one."""
         now = self._clock()
+        rates: dict[str, float] = {}
         for camera in health.get("cameras", []):
             camera_id, frames = camera["camera_id"], camera.get("frames_decoded", 0)
             previous = self._previous.get(camera_id)
+            # The first scrape has no window. An average over the uptime would include any time the camera
+            # was down, so it is not used.
             if previous is None:
-                uptime_s = health.get("uptime_s") or 0.0
-                self._rates[camera_id] = frames / uptime_s if uptime_s > 0 else 0.0
                 self._previous[camera_id] = (now, frames)
             elif now - previous[0] >= MIN_RATE_WINDOW_S:
                 self._rates[camera_id] = max(0, frames - previous[1]) / (now - previous[0])
                 self._previous[camera_id] = (now, frames)
-        return dict(self._rates)
+
+            # A window can end after the camera went down, and it would still show the frames from before.
+            if camera.get("state") != "streaming":
+                rates[camera_id] = 0.0
+            elif camera_id in self._rates:
+                rates[camera_id] = self._rates[camera_id]
+        return rates
 
 
 def _label(value: str) -> str:
@@ -163,7 +171,9 @@ def render_metrics(health: dict, inference: InferenceStats | None = None,
     family("edge_camera_streaming", "gauge", "1 while the camera delivers frames, else 0.",
            [(f'{{camera="{_label(c["camera_id"])}"}}', float(c["state"] == "streaming")) for c in cameras])
     if camera_fps is not None:
-        family("edge_camera_frames_per_second", "gauge", "Frames decoded per second since the previous scrape.",
+        family("edge_camera_frames_per_second", "gauge", "Frames decoded per second since the last scrape "
+               f"of this endpoint at least {MIN_RATE_WINDOW_S:g} s earlier. 0 while the camera is not streaming. "
+               "No sample for a streaming camera until its second scrape.",
                [(f'{{camera="{_label(camera_id)}"}}', round(rate, 3)) for camera_id, rate in camera_fps.items()])
 
     pipelines = health.get("pipelines", {})

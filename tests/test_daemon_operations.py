@@ -11,7 +11,7 @@ import pytest
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.metrics import LATENCY_BUCKETS_S
+from edge.metrics import LATENCY_BUCKETS_S, MIN_RATE_WINDOW_S
 from tests.conftest import PEOPLE_CLIP, edge_command, free_port, wait_until
 from tests.support.clip_run import FeedRecorder
 from tests.test_run_daemon import site_toml
@@ -67,6 +67,9 @@ def loaded_run(tmp_path_factory):
         det_at_overflow = len(recorder.topic("det"))
         # The recorder keeps receiving after the hung subscriber overflowed.
         wait_until(lambda: len(recorder.topic("det")) >= det_at_overflow + 20, 30)
+        # The frame rate needs two scrapes at least MIN_RATE_WINDOW_S apart.
+        wait_until(lambda: sample_value(scrape(metrics_port), "edge_camera_frames_per_second",
+                                        {"camera": "walkway"}) is not None, MIN_RATE_WINDOW_S + 5)
         families = scrape(metrics_port)
         process.send_signal(signal.SIGTERM)
         stdout, stderr = process.communicate(timeout=STOP_TIMEOUT_S)

@@ -112,15 +112,54 @@ class FakeClock:
 def test_frame_rate_since_previous_scrape():
     clock = FakeClock()
     meter = FrameRateMeter(clock)
-    health = {"uptime_s": 10.0, "cameras": [{"camera_id": "gate-1", "frames_decoded": 50}]}
-    assert meter.update(health) == {"gate-1": 5.0}
+    health = {"uptime_s": 10.0, "cameras": [{"camera_id": "gate-1", "state": "streaming", "frames_decoded": 50}]}
+    # The first scrape has no window to measure over.
+    assert meter.update(health) == {}
     clock.now += 0.5
     health["cameras"][0]["frames_decoded"] = 60
-    # Half a second is too short a window, so the previous rate stays.
-    assert meter.update(health) == {"gate-1": 5.0}
+    # Half a second is too short a window, so there is still no rate.
+    assert meter.update(health) == {}
     clock.now += 1.5
     health["cameras"][0]["frames_decoded"] = 80
     assert meter.update(health) == {"gate-1": 15.0}
+    clock.now += 0.5
+    health["cameras"][0]["frames_decoded"] = 90
+    # Too short again, so the previous rate stays.
+    assert meter.update(health) == {"gate-1": 15.0}
+
+
+def test_frame_rate_of_down_camera_first_scrape():
+    """A camera down for 45 s, scraped for the first time, showed its average over the uptime (6.47)."""
+    meter = FrameRateMeter(FakeClock())
+    health = {"uptime_s": 45.0, "cameras": [{"camera_id": "gate-1", "state": "backoff", "frames_decoded": 291,
+                                             "last_frame_age_s": 45.0}]}
+
+    assert meter.update(health) == {"gate-1": 0.0}
+
+
+def test_frame_rate_zero_after_camera_stops():
+    """Frames decoded early in the window do not count once the camera is no longer streaming."""
+    clock = FakeClock()
+    meter = FrameRateMeter(clock)
+    camera = {"camera_id": "gate-1", "state": "streaming", "frames_decoded": 0}
+    health = {"uptime_s": 1.0, "cameras": [camera]}
+    meter.update(health)
+    clock.now += 15
+    camera.update(frames_decoded=100, state="connecting")
+
+    assert meter.update(health) == {"gate-1": 0.0}
+
+    clock.now += 15
+    camera.update(frames_decoded=250, state="streaming")
+    assert meter.update(health) == {"gate-1": 10.0}
+
+
+def test_frame_rate_rendered_per_camera():
+    text = render_metrics(HEALTH, camera_fps={"gate-1": 9.87654, "gate-2": 0.0})
+
+    assert "# TYPE edge_camera_frames_per_second gauge" in text
+    assert 'edge_camera_frames_per_second{camera="gate-1"} 9.877' in text
+    assert 'edge_camera_frames_per_second{camera="gate-2"} 0' in text
 
 
 def fetch(url: str) -> str | None:
