@@ -15,11 +15,45 @@ from aiohttp import web
 
 log = logging.getLogger(__name__)
 
-CAMERA_COUNTERS = ("frames_decoded", "frames_skipped", "frames_gated", "frames_dropped", "frames_inferred",
-                   "reconnects", "decode_errors", "detections_published", "plates_read", "plates_invalid", "faces_seen",
-                   "faces_rejected", "face_hits")
-PIPELINE_COUNTERS = ("batches", "frames", "errors")
-PIPELINE_GAUGES = ("mean_batch_size", "mean_batch_ms")
+CAMERA_COUNTERS = {
+    "frames_decoded": "Frames decoded from the camera's source, damaged frames included.",
+    "frames_skipped": "Decoded frames not offered to inference because they exceeded the camera's max_fps.",
+    "frames_gated": "Frames within max_fps that the motion gate held back because the scene showed too little "
+                    "motion. Always 0 with motion_gating = false.",
+    "frames_dropped": "Frames replaced in the camera's slot by a newer frame before inference took them, because "
+                      "inference was busy.",
+    "frames_inferred": "Frames that went through inference.",
+    "reconnects": "Reconnect attempts after a source error or after an RTSP stream ended.",
+    "decode_errors": "Packets the decoder rejected, plus decoded frames discarded as damaged. A corrupt frame "
+                     "also discards the frames up to the next clean key frame, because they may show grey or "
+                     "smeared areas.",
+    "detections_published": "Detections in the camera's det messages that the publisher queue accepted.",
+    "plates_read": "Plates that the plate stage found and read on this camera, valid or not.",
+    "plates_invalid": "Plate reads left out of the vote because they fit no plate format or the plate was "
+                      "narrower than min_plate_width_px.",
+    "faces_seen": "Faces that the face stage found on this camera, before the quality gate.",
+    "faces_rejected": "Faces not embedded or matched because they failed the quality gate.",
+    "face_hits": "hit.face messages of this camera handed to the publisher queue, including any it rejected.",
+}
+PIPELINE_COUNTERS = {
+    "batches": "Batches that went through inference. A batch whose inference failed is not counted.",
+    "frames": "Frames in the batches counted by edge_pipeline_batches_total.",
+    "errors": "Batches that failed in inference, or afterwards in tracking, the plate or face stage or JPEG "
+              "encoding.",
+}
+PIPELINE_GAUGES = {
+    "mean_batch_size": "Frames per batch, averaged since the daemon started. 0 before the first batch.",
+    "mean_batch_ms": "Milliseconds per batch for letterbox, inference, decoding and NMS of the detector, averaged "
+                     "since the daemon started. 0 before the first batch.",
+}
+PLATE_COUNTERS = {
+    "plates_published": ("edge_plates_plates_published_total",
+                         "plate messages handed to the publisher queue, including any it rejected."),
+    "hits_published": ("edge_plates_hits_published_total",
+                       "hit.plate messages handed to the publisher queue, including any it rejected."),
+    "repeats_suppressed": ("edge_plates_repeats_suppressed_total",
+                           "Plates not sent because the same camera sent them within repeat_window_s."),
+}
 PUBLISHER_COUNTERS = {
     "sent": "Feed messages handed to ZeroMQ.",
     "dropped": "Feed messages dropped because the publisher queue was full or the send failed.",
@@ -152,8 +186,8 @@ def _label(value: str) -> str:
 
 def render_metrics(health: dict, inference: InferenceStats | None = None,
                    camera_fps: dict[str, float] | None = None) -> str:
-    """Render a `health` body, and the inference histograms when given, as Prometheus text; counters get
-    `_total`, durations use seconds."""
+    """Render a `health` body, and the inference histograms when given, as Prometheus text. Counters get
+    `_total`, and durations use seconds except in edge_pipeline_mean_batch_ms."""
     lines: list[str] = []
 
     def family(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -162,13 +196,14 @@ def render_metrics(health: dict, inference: InferenceStats | None = None,
         lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
 
     cameras = health.get("cameras", [])
-    for counter in CAMERA_COUNTERS:
+    for counter, help_text in CAMERA_COUNTERS.items():
         samples = [(f'{{camera="{_label(c["camera_id"])}"}}', c[counter]) for c in cameras if counter in c]
-        family(f"edge_camera_{counter}_total", "counter", f"Camera {counter.replace('_', ' ')}.", samples)
+        family(f"edge_camera_{counter}_total", "counter", help_text, samples)
     family("edge_camera_last_frame_age_seconds", "gauge", "Seconds since the camera's last decoded frame.",
            [(f'{{camera="{_label(c["camera_id"])}"}}', c["last_frame_age_s"]) for c in cameras
             if c.get("last_frame_age_s") is not None])
-    family("edge_camera_streaming", "gauge", "1 while the camera delivers frames, else 0.",
+    family("edge_camera_streaming", "gauge", "1 while the camera is in the streaming state (decoding "
+           "frames), else 0.",
            [(f'{{camera="{_label(c["camera_id"])}"}}', float(c["state"] == "streaming")) for c in cameras])
     if camera_fps is not None:
         family("edge_camera_frames_per_second", "gauge", "Frames decoded per second since the last scrape "
@@ -177,27 +212,25 @@ def render_metrics(health: dict, inference: InferenceStats | None = None,
                [(f'{{camera="{_label(camera_id)}"}}', round(rate, 3)) for camera_id, rate in camera_fps.items()])
 
     pipelines = health.get("pipelines", {})
-    for counter in PIPELINE_COUNTERS:
-        family(f"edge_pipeline_{counter}_total", "counter", f"Inference {counter} per pipeline.",
+    for counter, help_text in PIPELINE_COUNTERS.items():
+        family(f"edge_pipeline_{counter}_total", "counter", help_text,
                [(f'{{pipeline="{_label(name)}"}}', p[counter]) for name, p in pipelines.items()])
-    for gauge in PIPELINE_GAUGES:
-        family(f"edge_pipeline_{gauge}", "gauge", f"Inference {gauge.replace('_', ' ')} since start.",
+    for gauge, help_text in PIPELINE_GAUGES.items():
+        family(f"edge_pipeline_{gauge}", "gauge", help_text,
                [(f'{{pipeline="{_label(name)}"}}', p[gauge]) for name, p in pipelines.items()])
 
     plates = health.get("plates") or {}
-    for counter, help_text in (("plates_published", "plate messages handed to the publisher queue."),
-                               ("hits_published", "hit.plate messages handed to the publisher queue."),
-                               ("repeats_suppressed", "plates not sent because the camera sent them within "
-                                                      "repeat_window_s.")):
-        family(f"edge_plates_{counter}_total", "counter", f"Per plate pipeline: {help_text}",
-               [(f'{{pipeline="{_label(name)}"}}', counts[counter])
-                for name, counts in plates.get("pipelines", {}).items() if counter in counts])
+    for counter, (name, help_text) in PLATE_COUNTERS.items():
+        family(name, "counter", help_text,
+               [(f'{{pipeline="{_label(pipeline)}"}}', counts[counter])
+                for pipeline, counts in plates.get("pipelines", {}).items() if counter in counts])
     if plates.get("watchlist_version") is not None:
         family("edge_plates_watchlist_version", "gauge", "Change counter of the watchlist that plates are matched "
                "against.", [("", plates["watchlist_version"])])
     faces = health.get("faces") or {}
     if "hits_published" in faces:
-        family("edge_faces_hits_published_total", "counter", "hit.face messages handed to the publisher queue.",
+        family("edge_faces_hits_published_total", "counter", "hit.face messages of all face pipelines handed to "
+               "the publisher queue, including any it rejected.",
                [("", faces["hits_published"])])
     if "repeats_suppressed" in faces:
         family("edge_faces_repeats_suppressed_total", "counter", "Face matches without a hit because the camera "

@@ -225,3 +225,10 @@ def test_plate_and_face_counters_rendered():
     assert "edge_plates_watchlist_version 4" in text
     assert "edge_faces_hits_published_total 1" in text
     assert "edge_faces_gallery_persons 3" in text
+
+
+def test_drop_help_gives_reason():
+    text = render_metrics(HEALTH)
+
+    help_line = next(line for line in text.splitlines() if line.startswith("# HELP edge_camera_frames_dropped_total"))
+    assert "because inference was busy" in help_line
