@@ -47,7 +47,7 @@ PIPELINE_GAUGES = {
                      "since the daemon started. 0 before the first batch.",
 }
 PLATE_COUNTERS = {
-    "plates_published": ("edge_plates_plates_published_total",
+    "plates_published": ("edge_plates_published_total",
                          "plate messages handed to the publisher queue, including any it rejected."),
     "hits_published": ("edge_plates_hits_published_total",
                        "hit.plate messages handed to the publisher queue, including any it rejected."),

@@ -220,7 +220,7 @@ def test_plate_and_face_counters_rendered():
 
     text = render_metrics(health)
 
-    assert 'edge_plates_plates_published_total{pipeline="plates"} 7' in text
+    assert 'edge_plates_published_total{pipeline="plates"} 7' in text
     assert 'edge_plates_hits_published_total{pipeline="plates"} 2' in text
     assert "edge_plates_watchlist_version 4" in text
     assert "edge_faces_hits_published_total 1" in text
