@@ -35,6 +35,13 @@ CAMERA_COUNTERS = {
     "faces_rejected": "Faces not embedded or matched because they failed the quality gate.",
     "face_hits": "hit.face messages of this camera handed to the publisher queue, including any it rejected.",
 }
+# Per-camera counters of a stage. The daemon reports them as 0 on cameras without the stage, and the `health`
+# body does not name a camera's pipeline. So they are left out only when no pipeline has the stage, which the
+# body shows by leaving out its top-level `plates` or `faces` object.
+STAGE_CAMERA_COUNTERS = {
+    "plates": ("plates_read", "plates_invalid"),
+    "faces": ("faces_seen", "faces_rejected", "face_hits"),
+}
 PIPELINE_COUNTERS = {
     "batches": "Batches that went through inference. A batch whose inference failed is not counted.",
     "frames": "Frames in the batches counted by edge_pipeline_batches_total.",
@@ -196,7 +203,11 @@ def render_metrics(health: dict, inference: InferenceStats | None = None,
         lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
 
     cameras = health.get("cameras", [])
+    absent_stage_counters = {counter for stage, counters in STAGE_CAMERA_COUNTERS.items() if stage not in health
+                             for counter in counters}
     for counter, help_text in CAMERA_COUNTERS.items():
+        if counter in absent_stage_counters:
+            continue
         samples = [(f'{{camera="{_label(c["camera_id"])}"}}', c[counter]) for c in cameras if counter in c]
         family(f"edge_camera_{counter}_total", "counter", help_text, samples)
     family("edge_camera_last_frame_age_seconds", "gauge", "Seconds since the camera's last decoded frame.",

@@ -227,6 +227,25 @@ def test_plate_and_face_counters_rendered():
     assert "edge_faces_gallery_persons 3" in text
 
 
+def test_detect_only_box_has_no_stage_counters():
+    """Without a plate or face stage on the box, the per-camera plate and face counters are always 0."""
+    text = render_metrics(HEALTH)
+
+    for counter in ("plates_read", "plates_invalid", "faces_seen", "faces_rejected", "face_hits"):
+        assert f"edge_camera_{counter}_total" not in text
+    assert 'edge_camera_frames_dropped_total{camera="gate-1"} 1' in text
+
+
+def test_plate_box_keeps_plate_camera_counters():
+    health = {**HEALTH, "plates": {"pipelines": {"plates": {"plates_published": 0}}, "watchlist_version": 0}}
+
+    text = render_metrics(health)
+
+    assert 'edge_camera_plates_read_total{camera="gate-1"} 0' in text
+    assert 'edge_camera_plates_invalid_total{camera="gate-2"} 0' in text
+    assert "edge_camera_faces_seen_total" not in text
+
+
 def test_drop_help_gives_reason():
     text = render_metrics(HEALTH)
 
