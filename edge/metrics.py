@@ -31,6 +31,7 @@ CAMERA_COUNTERS = {
     "plates_read": "Plates that the plate stage found and read on this camera, valid or not.",
     "plates_invalid": "Plate reads left out of the vote because they fit no plate format or the plate was "
                       "narrower than min_plate_width_px.",
+    "tracks_without_plate": "Vehicle tracks that the plate stage searched and that ended without a plate message.",
     "faces_seen": "Faces that the face stage found on this camera, before the quality gate.",
     "faces_rejected": "Faces not embedded or matched because they failed the quality gate.",
     "face_hits": "hit.face messages of this camera handed to the publisher queue, including any it rejected.",
@@ -39,7 +40,7 @@ CAMERA_COUNTERS = {
 # body does not name a camera's pipeline. So they are left out only when no pipeline has the stage, which the
 # body shows by leaving out its top-level `plates` or `faces` object.
 STAGE_CAMERA_COUNTERS = {
-    "plates": ("plates_read", "plates_invalid"),
+    "plates": ("plates_read", "plates_invalid", "tracks_without_plate"),
     "faces": ("faces_seen", "faces_rejected", "face_hits"),
 }
 PIPELINE_COUNTERS = {
