@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from edge.ingest.redact import register_secrets
 
@@ -161,12 +161,16 @@ class CameraConfig(StrictModel):
     @field_validator("ignore_zones")
     @classmethod
     def _check_zone_areas(cls, zones: list[list[list[float]]]) -> list[list[list[float]]]:
+        flat = []
         for index, zone in enumerate(zones):
             # Shoelace formula; a zone with no area (all points on one line) covers no cell.
             area = 0.5 * abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(zone, zone[1:] + zone[:1])))
             if area < 1e-6:
-                raise ValueError(f"zone {index} has no area (its points lie on one line or repeat); give at "
-                                 "least 3 points that enclose the area to ignore")
+                flat.append(str(index))
+        if flat:
+            # Every flat zone is named, so that one run of check-config shows them all.
+            raise ValueError(f"zones with no area: {', '.join(flat)} (their points lie on one line or repeat); "
+                             "give each at least 3 points that enclose the area to ignore")
         return zones
 
     @model_validator(mode="after")
@@ -198,14 +202,17 @@ class IngestConfig(StrictModel):
         "100% of its step, at random, so cameras that fail together do not reconnect all at once."
     )
 
-    @model_validator(mode="after")
-    def _check_backoff_order(self) -> IngestConfig:
-        if self.backoff_max_s < self.backoff_initial_s:
+    # A field validator and not a model validator, so that it also runs when another field of the table is
+    # invalid, and check-config lists both errors in one run.
+    @field_validator("backoff_max_s")
+    @classmethod
+    def _check_backoff_order(cls, backoff_max_s: float, info: ValidationInfo) -> float:
+        backoff_initial_s = info.data.get("backoff_initial_s")
+        if backoff_initial_s is not None and backoff_max_s < backoff_initial_s:
             raise ValueError(
-                f"backoff_max_s ({self.backoff_max_s}) must be at least backoff_initial_s "
-                f"({self.backoff_initial_s})"
+                f"backoff_max_s ({backoff_max_s}) must be at least backoff_initial_s ({backoff_initial_s})"
             )
-        return self
+        return backoff_max_s
 
 
 class RuntimeConfig(StrictModel):

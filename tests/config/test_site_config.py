@@ -109,6 +109,15 @@ def test_backoff_cap_below_initial_rejected(tmp_path):
     assert "backoff_max_s (2.0) must be at least backoff_initial_s (10.0)" in str(caught.value)
 
 
+def test_backoff_order_reported_with_typo(tmp_path):
+    # A misspelt key and a backoff cap below the first wait, in one table: one run lists both.
+    text = VALID_CAMERA + "\n[ingest]\nread_timout_s = 5\nbackoff_initial_s = 60\nbackoff_max_s = 5\n"
+    with pytest.raises(ConfigError) as caught:
+        load_site(write(tmp_path, text))
+    assert "read_timout_s" in str(caught.value)
+    assert "backoff_max_s (5.0) must be at least backoff_initial_s (60.0)" in str(caught.value)
+
+
 def test_unknown_provider_lists_allowed(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_site(write(tmp_path, VALID_CAMERA + '\n[runtime]\nproviders = ["openvino"]\n'))
