@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from edge import __version__
@@ -84,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.error("not started: %s", error)
         return 2
     print(format_counters(daemon))
+    log.info("stopped after %.0f s with exit code %d", time.monotonic() - daemon.started_monotonic, exit_code)
     return exit_code
 
 

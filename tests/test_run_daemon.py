@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -274,6 +275,8 @@ def test_finished_files_stop_the_run(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "every file source reached its end; stopping" in result.stderr
+    # The last log line closes the run, so a log reader sees that it ended and how.
+    assert re.search(r"stopped after \d+ s with exit code 0\n$", result.stderr), result.stderr[-500:]
 
 
 def make_short_clip(path: Path, frames: int) -> None:
