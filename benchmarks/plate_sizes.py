@@ -67,7 +67,7 @@ def main() -> int:
             rows.append({"layout": layout, "px_per_mm": size, "plates": len(cases), "share_of_width":
                          round(size * 440 / rendered.SCENE_SIZE[0], 2), **counts})
             if not args.json:
-                print(f"{layout:10} {size:4.1f} px/mm, plate {rows[-1]['share_of_width']:.0%} of the width: "
+                print(f"{layout:10} {size:<4g} px/mm, plate {rows[-1]['share_of_width']:.0%} of the width: "
                       + "   ".join(f"{side} {counts[side]['exact']}/{len(cases)} exact, "
                                    f"{len(counts[side]['wrong'])} wrong" for side in SIDES), flush=True)
     if args.json:
