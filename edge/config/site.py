@@ -194,7 +194,9 @@ class IngestConfig(StrictModel):
         default=5.0,
         gt=0,
         le=120,
-        description="Maximum wait for the next frame; a camera silent for longer is reconnected.",
+        description="Maximum wait for the next frame; a camera silent for longer is reconnected. NOTE: an RTSP "
+        "server that stops sending without closing the connection was detected only after open_timeout_s when "
+        "that is longer (10.2 s with 10 and 5), because FFmpeg's socket timeout must also cover the handshake.",
     )
     backoff_initial_s: float = Field(default=1.0, gt=0, le=60, description="First wait before a reconnect.")
     backoff_max_s: float = Field(
