@@ -120,10 +120,26 @@ def wait_for_text(driver, css: str, *texts: str) -> None:
 
     # The live page replaces its rows after a reconnect, so an element found a moment ago may be gone.
     WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda d: any(all(text in element.text for text in texts)
+        lambda d: any(all(text in element_text(element) for text in texts)
                       for element in d.find_elements(By.CSS_SELECTOR, css)),
         message=f"no {css} with text {texts!r} within {WAIT_S} s",
     )
+
+
+def element_text(element) -> str:
+    """Return the element's text, or "" when the page replaced the element while it was read.
+
+    Chromium reports that case as "Node with given id does not belong to the document", a general
+    WebDriverException rather than StaleElementReferenceException.
+    """
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        return element.text
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return ""
+        raise
 
 
 def fill(driver, form_css: str, values: dict[str, str]) -> None:
