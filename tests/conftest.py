@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,8 +34,10 @@ if not MODEL_DIR.is_dir():
 # Tests that need other folders override these with monkeypatch.
 os.environ["EDGE_MODEL_DIR"] = str(MODEL_DIR)
 os.environ["EDGE_MEDIA_DIR"] = str(VIDEO_DIR)
-# Watchlists and outboxes of daemons started without their own paths go to a throw-away folder.
+# Watchlists and outboxes of daemons started without their own paths go to a throw-away folder, which is
+# deleted when the test run ends, so repeated runs leave nothing behind in the temporary folder.
 os.environ["EDGE_DATA_DIR"] = tempfile.mkdtemp(prefix="edge-test-data-")
+atexit.register(shutil.rmtree, os.environ["EDGE_DATA_DIR"], ignore_errors=True)
 
 
 def free_port() -> int:
