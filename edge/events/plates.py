@@ -28,6 +28,8 @@ class _CameraState:
     recent: RecentKeys  # plate texts published or suppressed as repeats, by frame time
     votes: dict[int, TrackVotes] = field(default_factory=dict)
     published: dict[int, str] = field(default_factory=dict)  # live track -> plate text already published
+    # Tracks that ended in the last on_frame call with a plate, sent or held back as a repeat.
+    ended_with_plate: set[int] = field(default_factory=set)
 
 
 def _round_points(points) -> list[list[float]]:
@@ -35,7 +37,7 @@ def _round_points(points) -> list[list[float]]:
 
 
 def plate_body(camera_id: str, track_id: int, vote: PlateVote, settled: bool) -> dict:
-    """Return the `plate` message body; `settled` tells whether the vote reached min_reads and min_confidence."""
+    """Return the `plate` message body. `settled` is whether the vote reached min_reads and min_confidence."""
     best = vote.best
     return {
         "camera_id": camera_id,
@@ -88,10 +90,11 @@ class PlateEventBuilder:
         self.hits_published = 0
         self.repeats_suppressed = 0  # plates not published because the camera published them moments ago
 
-    def is_published(self, camera_id: str, track_id: int) -> bool:
-        """True for a live track whose plate was sent, or held back as a repeat."""
+    def ended_with_plate(self, camera_id: str) -> set[int]:
+        """Return the tracks that ended in the last on_frame call for the camera with a plate, sent or held back
+        as a repeat."""
         state = self._cameras.get(camera_id)
-        return state is not None and track_id in state.published
+        return state.ended_with_plate if state is not None else set()
 
     def should_read(self, camera_id: str, track_id: int, frame_index: int) -> bool:
         """True for tracks still voting, and on every recheck_every_frames frame for published ones."""
@@ -121,13 +124,15 @@ class PlateEventBuilder:
                 # next vehicle's. They also show that the plate is still in view.
                 state.votes.pop(track_id, None)
                 state.recent.seen_recently(published, track_observations[-1].frame_time_utc)
+        state.ended_with_plate = set()
         for track_id in ended_track_ids:
             votes = state.votes.pop(track_id, None)
             if track_id not in state.published and votes is not None:
                 vote = votes.vote()
                 if vote is not None:
                     events += self._publish(camera_id, track_id, vote, state, votes.observations[-1].frame_time_utc)
-            state.published.pop(track_id, None)
+            if state.published.pop(track_id, None) is not None:
+                state.ended_with_plate.add(track_id)
         return events
 
     def _settled(self, vote: PlateVote | None) -> bool:

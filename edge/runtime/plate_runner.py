@@ -11,7 +11,7 @@ import numpy as np
 from edge.config.pipeline import COCO_CLASSES, PlateStage as PlateStageConfig
 from edge.core.regions import Region
 from edge.events.feed import FeedEvent
-from edge.events.plates import TOPIC_PLATE, PlateEventBuilder
+from edge.events.plates import PlateEventBuilder
 from edge.ingest.slot import FramePacket
 from edge.plates.stage import PlateResult, PlateStage
 from edge.plates.vote import PlateObservation
@@ -112,21 +112,18 @@ class PlateStageRunner:
             ended_ids = ended.get(camera_id, [])
             if self.cameras[camera_id].camera.plate_camera:
                 ended_ids = self._track_plates(packet, plate_camera_results[camera_id], observations[camera_id])
-            published_before = {track_id for track_id in ended_ids if self.events.is_published(camera_id, track_id)}
-            frame_events = self.events.on_frame(camera_id, observations.get(camera_id, {}), ended_ids)
-            self._count_tracks_without_plate(camera_id, ended_ids, published_before, frame_events)
-            events += frame_events
+            events += self.events.on_frame(camera_id, observations.get(camera_id, {}), ended_ids)
+            self._count_tracks_without_plate(camera_id, ended_ids)
         return events
 
-    def _count_tracks_without_plate(self, camera_id: str, ended_ids: list[int], published_before: set[int],
-                                    frame_events: list[FeedEvent]) -> None:
+    def _count_tracks_without_plate(self, camera_id: str, ended_ids: list[int]) -> None:
         """Count the searched vehicle tracks that ended with no plate, so misses show in health."""
         searched = self.searched_tracks[camera_id]
-        sent_now = {event.body["track_id"] for event in frame_events if event.topic == TOPIC_PLATE}
+        with_plate = self.events.ended_with_plate(camera_id)
         for track_id in ended_ids:
             if track_id in searched:
                 searched.discard(track_id)
-                if track_id not in published_before and track_id not in sent_now:
+                if track_id not in with_plate:
                     self.cameras[camera_id].tracks_without_plate += 1
 
     def _track_plates(self, packet: FramePacket, results: list[PlateResult],

@@ -21,8 +21,8 @@ CAR = COCO_CLASSES.index("car")
 WHOLE_SCENE = np.array([[0, 0, SCENE_SIZE[0], SCENE_SIZE[1]]], dtype=np.float32)
 
 
-def gate_runner() -> PlateStageRunner:
-    config = PlateStageConfig(detector="hyperlpr3_y5fu_320", recognizer="wq_plate_rec_color", min_reads=1,
+def gate_runner(min_reads: int = 1) -> PlateStageRunner:
+    config = PlateStageConfig(detector="hyperlpr3_y5fu_320", recognizer="wq_plate_rec_color", min_reads=min_reads,
                               min_confidence=0.0)
     events = PlateEventBuilder(config, lambda text: [], jpeg_quality=80)
     camera = CameraConfig(id="gate", name="gate", source="gate.mp4", pipeline="plates")
@@ -50,3 +50,21 @@ def test_tracks_without_plate_counted():
     # Track 1 sent its plate; track 2 was searched on a frame without a plate and ended; track 3 is live.
     assert runner.cameras["gate"].tracks_without_plate == 1
     assert runner.searched_tracks["gate"] == {3}
+
+
+def test_repeated_plate_counts_as_plate():
+    runner = gate_runner(min_reads=2)
+    plate_scene = render_scene(TYPE_CASES[0], "clean")
+    bare_scene = np.full_like(plate_scene, 90)
+
+    show_car(runner, plate_scene, track_id=1, frame_index=0, ended=[])
+    sent = show_car(runner, plate_scene, track_id=1, frame_index=1, ended=[])
+    # The tracker lost the car and found it again as track 2 for one read, 2 s later. Track 2 ends before its
+    # vote has min_reads, so its plate is voted at the end and held back as a repeat of track 1's.
+    show_car(runner, plate_scene, track_id=2, frame_index=3, ended=[1])
+    repeat = show_car(runner, bare_scene, track_id=3, frame_index=4, ended=[2])
+
+    assert [event.body["plate"]["text"] for event in sent if event.topic == "plate"] == [TYPE_CASES[0].text]
+    assert repeat == []
+    assert runner.events.repeats_suppressed == 1
+    assert runner.cameras["gate"].tracks_without_plate == 0
