@@ -321,7 +321,7 @@ class Daemon:
                 if now >= next_health:
                     self.publisher.publish(TOPIC_HEALTH, self.health_body())
                     next_health = now + health_interval_s
-                overload.check(now, self._camera_loads())
+                overload.check(now, self._camera_loads)
                 if self.watchlist is not None:
                     self.watchlist.refresh_if_changed()
                 for gallery in self.face_galleries:

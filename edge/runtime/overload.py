@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,11 @@ class OverloadMonitor:
         self._last: dict[str, CameraLoad] = {}
         self._last_check_s = now_s
 
-    def check(self, now_s: float, loads: list[CameraLoad]) -> None:
+    def check(self, now_s: float, read_loads: Callable[[], list[CameraLoad]]) -> None:
+        """Warn about overloaded pipelines once an interval has passed; `read_loads` is called only then."""
         if now_s < self._next_check_s:
             return
+        loads = read_loads()
         elapsed_s = now_s - self._last_check_s
         per_pipeline: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
         for load in loads:
