@@ -231,7 +231,8 @@ def test_detect_only_box_has_no_stage_counters():
     """Without a plate or face stage on the box, the per-camera plate and face counters are always 0."""
     text = render_metrics(HEALTH)
 
-    for counter in ("plates_read", "plates_invalid", "faces_seen", "faces_rejected", "face_hits"):
+    for counter in ("plates_read", "plates_invalid", "tracks_without_plate", "faces_seen", "faces_rejected",
+                    "face_hits"):
         assert f"edge_camera_{counter}_total" not in text
     assert 'edge_camera_frames_dropped_total{camera="gate-1"} 1' in text
 

@@ -34,8 +34,8 @@ BACKOFF_JITTER = 0.25
 def jittered(backoff_s: float) -> float:
     """Return a wait of 75% to 100% of `backoff_s`, at random.
 
-    Cameras behind one switch or recorder fail together; without the spread they would also all reconnect
-    in the same instant when it comes back, at every step of the backoff.
+    Cameras behind one switch or recorder fail together. Without the spread, they would all reconnect in the
+    same instant when it comes back, at every step of the backoff.
     """
     return backoff_s * random.uniform(1.0 - BACKOFF_JITTER, 1.0)
 

@@ -16,9 +16,8 @@ from aiohttp import web
 from yarl import URL
 
 from edge.watchlist.enrol import MAX_PHOTO_BYTES
-from edge.watchlist.store import PlateEntry
-from edge.watchlist.plates import (InvalidEntryError, WatchlistError, check_pattern_can_match, normalise_pattern,
-                                   validate_max_edits)
+from edge.watchlist.plates import (InvalidEntryError, PlateEntry, WatchlistError, check_pattern_can_match,
+                                   normalise_pattern, validate_max_edits)
 from edge.web.audit import audit_request
 from edge.web.auth import USER_KEY
 from edge.web.i18n import Translator

@@ -257,10 +257,10 @@ def test_small_plate_read_rejected(stage):
     assert result.valid, describe([result])
     default_width = PlateStageConfig(detector="d", recognizer="r").min_plate_width_px
 
-    kept = reject_small_plate(result, default_width)
+    above_minimum = reject_small_plate(result, default_width)
     rejected = reject_small_plate(result, 60)
 
-    assert kept.valid
+    assert above_minimum.valid
     assert not rejected.valid
     assert "below min_plate_width_px 60: too small to read reliably" in rejected.check.reason
     assert rejected.check.plate_type is None
